@@ -1,0 +1,133 @@
+"""The one interface every runtime implements.
+
+The dispatcher drives an execution through a runtime without knowing whether it is a Docker
+container or a local process: ``check_image`` once per actor revision, then per execution
+``start`` -> ``wait`` (repeatedly, with a short timeout, so the dispatcher can stream logs, honour a
+force-quit and enforce ``max_run_time``) -> ``logs`` -> ``remove``.  After a crash of the service,
+``find_leftovers`` lists what an earlier run left behind so the service can re-attach or clean up.
+
+Container contract (DESIGN §5): inside a container the binary message is at ``/_abaco_binary_data``,
+the results socket at ``/_abaco_results.sock`` and the service's API socket at ``/_abaco_api.sock``.
+A local process cannot have those absolute paths, so the process runtime passes the host paths in the
+environment variables named below; ``abaco_nb.actors`` honours both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# In-container paths (Abaco's, hard-coded in agavepy.actors).
+BINARY_DATA_PATH = "/_abaco_binary_data"
+RESULTS_SOCKET_PATH = "/_abaco_results.sock"
+API_SOCKET_PATH = "/_abaco_api.sock"
+
+# Environment variables that point a *process* runtime execution at the host paths instead.
+ENV_BINARY_DATA = "ABACO_NB_BINARY_DATA"
+ENV_RESULTS_SOCKET = "ABACO_NB_RESULTS_SOCK"
+
+# Labels put on every container, so a restarted service can find what belongs to it.
+LABEL_SERVICE = "abaco-nb.service"
+LABEL_ACTOR = "abaco-nb.actor_id"
+LABEL_EXECUTION = "abaco-nb.execution_id"
+LABEL_WORKER = "abaco-nb.worker_id"
+
+
+class RuntimeError_(Exception):
+    """A runtime could not do what was asked; the message is shown to the user as is."""
+
+
+@dataclass
+class ImageCheck:
+    """Outcome of making an image available: ``ok`` or a status message that says what to do."""
+
+    ok: bool
+    message: str = ""
+
+
+@dataclass
+class RunSpec:
+    """Everything a runtime needs to start one execution."""
+
+    execution_id: str
+    actor_id: str
+    worker_id: str
+    image: str
+    environment: dict[str, str]
+    service_id: str
+    binary_path: str | None = None  # host path of a regular file holding the binary message
+    results_socket: str | None = None  # host path of the bound SOCK_DGRAM results socket
+    api_socket: str | None = None  # host path of the service's HTTP unix socket
+    mem_limit: str | None = None  # Docker memory string, e.g. "512m"; None = runtime default
+    max_cpus: int | None = None  # nano-CPUs; None = runtime default
+    network: bool = False  # containers run with networking off unless configured
+    privileged: bool = False
+    mounts: list[dict[str, str]] = field(default_factory=list)  # {host_path, container_path, mode}
+    user: str | None = None
+
+
+@dataclass
+class ExitInfo:
+    """How an execution ended, in Abaco's terms."""
+
+    exit_code: int | str
+    final_state: dict[str, Any]
+    cpu: int = 0
+    io: int = 0
+
+
+@dataclass
+class Handle:
+    """A started execution. ``ref`` is the container id or the process id, as a string."""
+
+    execution_id: str
+    ref: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Leftover:
+    """Something an earlier run of the service left behind (a container or a process)."""
+
+    execution_id: str
+    ref: str
+    running: bool
+
+
+class Runtime(Protocol):
+    """What the dispatcher needs from a runtime. Methods may block; the dispatcher calls them from
+    worker threads, never from the event loop."""
+
+    name: str
+
+    def check_image(self, image: str, pull: bool = False) -> ImageCheck:
+        """Make sure the image can run; with ``pull`` fetch it again even when present."""
+        ...
+
+    def start(self, spec: RunSpec) -> Handle:
+        """Start the execution; raise RuntimeError_ with a readable message when it cannot start."""
+        ...
+
+    def wait(self, handle: Handle, timeout: float) -> ExitInfo | None:
+        """Wait up to ``timeout`` seconds; the exit facts when it ended, else None."""
+        ...
+
+    def logs(self, handle: Handle) -> str:
+        """Combined stdout and stderr so far (partial while running)."""
+        ...
+
+    def stop(self, handle: Handle, grace: float = 10.0) -> None:
+        """Stop a running execution: SIGTERM, then SIGKILL after ``grace`` seconds."""
+        ...
+
+    def remove(self, handle: Handle) -> None:
+        """Release everything the execution held (container, temp files). Idempotent."""
+        ...
+
+    def find_leftovers(self, service_id: str) -> list[Leftover]:
+        """Executions of this service that a previous run started and did not remove."""
+        ...
+
+    def attach(self, leftover: Leftover) -> Handle:
+        """A handle for a leftover, so the dispatcher can keep supervising it."""
+        ...
