@@ -1,0 +1,1 @@
+"""abaco-nb: Abaco actors and executors in Jupyter."""

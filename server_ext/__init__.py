@@ -1,0 +1,1 @@
+"""Server side of abaco-nb: the Jupyter server extension and the embedded Abaco service."""

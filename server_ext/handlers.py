@@ -1,0 +1,155 @@
+"""Tornado handlers: thin adapters from HTTP to ``service.api.Api``.
+
+One catch-all handler serves every Abaco route. It streams the body (so an oversized one is refused
+with 413 before it is read), authenticates, then runs ``Api.handle`` on a thread pool: the service's
+calls block (SQLite, Docker), and long-polls wait, so the event loop never does either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tornado import web
+
+from .service.api import CORS_HEADERS, Api, Principal, Request, Response, envelope
+from .service.errors import TooLarge, Unauthorized
+
+# Sized for many concurrent long-polls plus ordinary requests.
+API_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="abaco-api")
+
+
+def bearer_token(headers: Any, query_token: str | None) -> str | None:
+    """The token a client sent: ``Authorization: Bearer|token X``, ``X-Tapis-Token``, or ``?token=``."""
+    auth = headers.get("Authorization", "")
+    if auth:
+        kind, _, value = auth.partition(" ")
+        if kind.lower() in ("bearer", "token") and value.strip():
+            return value.strip()
+    tapis = headers.get("X-Tapis-Token")
+    if tapis:
+        return tapis.strip()
+    return query_token or None
+
+
+@web.stream_request_body
+class AbacoBaseHandler(web.RequestHandler):
+    """Shared plumbing; subclasses decide who the caller is (``principal``) and where links point."""
+
+    api: Api
+    max_body: int
+
+    def initialize(self, api: Api, max_body: int) -> None:  # type: ignore[override]
+        self.api = api
+        self.max_body = max_body
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._refused = False
+
+    def check_xsrf_cookie(self) -> None:  # API clients send tokens, not cookies
+        return None
+
+    def set_default_headers(self) -> None:
+        for key, value in CORS_HEADERS.items():
+            self.set_header(key, value)
+
+    def prepare(self) -> None:
+        length = self.request.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > self.max_body:
+            self._refused = True
+            self._send(Response(413, envelope(None, TooLarge(self.max_body).message, "error")))
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._refused:
+            return
+        self._size += len(chunk)
+        if self._size > self.max_body:
+            self._refused = True
+            self._send(Response(413, envelope(None, TooLarge(self.max_body).message, "error")))
+            return
+        self._chunks.append(chunk)
+
+    def principal(self) -> Principal | None:
+        raise NotImplementedError
+
+    def link_base(self) -> str:
+        return f"{self.request.protocol}://{self.request.host}"
+
+    def route_path(self) -> str:
+        return self.request.path
+
+    async def _serve(self) -> None:
+        if self._refused:
+            return
+        if self.request.method == "OPTIONS":
+            self._send(Response(200, envelope(None, "ok")))
+            return
+        principal = self.principal()
+        if principal is None:
+            self._send(Response(401, envelope(None, Unauthorized().message, "error")))
+            return
+        request = Request(
+            method=self.request.method or "GET",
+            path=self.route_path(),
+            query={
+                k: [v.decode("utf-8", "replace") for v in vs]
+                for k, vs in self.request.query_arguments.items()
+            },
+            headers=dict(self.request.headers),
+            body=b"".join(self._chunks),
+            principal=principal,
+            base_url=self.link_base(),
+        )
+        loop = asyncio.get_running_loop()
+        response = await loop.run_in_executor(API_POOL, self.api.handle, request)
+        self._send(response)
+
+    def _send(self, response: Response) -> None:
+        if self._finished:
+            return
+        self.set_status(response.status)
+        for key, value in response.headers.items():
+            self.set_header(key, value)
+        self.set_header("Content-Type", response.content_type)
+        self.finish(response.body)
+
+    async def get(self, *args: Any) -> None:
+        await self._serve()
+
+    async def post(self, *args: Any) -> None:
+        await self._serve()
+
+    async def put(self, *args: Any) -> None:
+        await self._serve()
+
+    async def delete(self, *args: Any) -> None:
+        await self._serve()
+
+    async def patch(self, *args: Any) -> None:
+        await self._serve()
+
+    async def options(self, *args: Any) -> None:
+        await self._serve()
+
+
+class StandaloneHandler(AbacoBaseHandler):
+    """``abaco-nb serve``: the service token, or an execution's scoped token."""
+
+    token: str
+
+    def initialize(self, api: Api, max_body: int, token: str = "") -> None:  # type: ignore[override]
+        super().initialize(api, max_body)
+        self.token = token
+
+    def principal(self) -> Principal | None:
+        sent = bearer_token(self.request.headers, self.get_query_argument("token", None))
+        if not sent:
+            return None
+        if hmac.compare_digest(sent.encode(), self.token.encode()):
+            return Principal(self.api.service.config.username)
+        scope = self.api.service.check_scoped_token(sent)
+        if scope is not None:
+            return Principal(self.api.service.config.username, scope)
+        return None

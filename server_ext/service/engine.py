@@ -1,0 +1,217 @@
+"""The service's decisions, as plain functions over plain data.
+
+What a message body means, what environment an execution sees, how many workers an actor should
+have, what status an execution ends in, what to do with work a crash interrupted: all decided here,
+with no Docker, HTTP or SQLite, so tests drive every rule directly. ``dispatcher`` and ``service``
+carry the decisions out.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from .errors import AbacoError, TooLarge
+from .models import COMPLETE, ERROR, Actor, Execution
+
+CT_STR, CT_JSON, CT_BINARY = "str", "application/json", "application/octet-stream"
+LOG_LIMIT = 1_000_000
+LOG_TRUNCATED = " LOG LIMIT EXCEEDED; this execution log was TRUNCATED!"
+RESERVED_QUERY = {"message"}  # every other query parameter becomes an environment variable
+
+
+@dataclass
+class Message:
+    """A classified message: ``value`` is the str or JSON value, ``payload`` the bytes of a binary one."""
+
+    content_type: str
+    value: Any = None
+    payload: bytes | None = None
+
+    def echo(self) -> Any:
+        """What the POST answers in ``msg``."""
+        return "binary - omitted" if self.content_type == CT_BINARY else self.value
+
+
+def _media_type(header: str | None) -> str:
+    return (header or "").split(";")[0].strip().lower()
+
+
+def classify_message(
+    content_type: str | None, body: bytes, query: dict[str, list[str]], max_bytes: int
+) -> Message:
+    """Abaco's rules (reference/abaco-api.md §2.1), in order:
+    1. a ``message`` field in the query, the form or a JSON object -> a str message (``str()`` of it);
+    2. ``Content-Type: application/octet-stream`` -> binary;
+    3. a truthy JSON body -> a JSON message;
+    4. a body that parses as JSON at all (``{}``, ``0``) -> that value, content type str;
+    otherwise 400."""
+    if len(body) > max_bytes:
+        raise TooLarge(max_bytes)
+    media = _media_type(content_type)
+    if "message" in query:
+        return Message(CT_STR, query["message"][-1])
+    if media == "application/x-www-form-urlencoded" or (media == "" and body.startswith(b"message=")):
+        try:
+            form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise AbacoError("message POST body could not be decoded as a UTF-8 form.") from None
+        if "message" in form:
+            return Message(CT_STR, form["message"][-1])
+        raise AbacoError("message POST form has no 'message' field. Send message=<text> or JSON.")
+    if media == CT_BINARY:
+        return Message(CT_BINARY, payload=body)
+    try:
+        parsed = json.loads(body) if body.strip() else None
+    except (ValueError, UnicodeDecodeError):
+        raise AbacoError(
+            "message POST body could not be serialized. Pass JSON data or use the message attribute."
+        ) from None
+    if isinstance(parsed, dict) and "message" in parsed:
+        inner = parsed["message"]
+        return Message(CT_STR, inner if isinstance(inner, str) else str(inner))
+    if parsed:
+        return Message(CT_JSON, parsed)
+    if body.strip():
+        return Message(CT_STR, parsed)
+    raise AbacoError("message POST body is empty. Pass JSON data or use the message attribute.")
+
+
+def query_environment(query: dict[str, list[str]]) -> dict[str, str]:
+    """Every query parameter except ``message`` becomes an environment variable (Abaco §2.3)."""
+    return {k: v[-1] for k, v in query.items() if k not in RESERVED_QUERY}
+
+
+def msg_value(message_type: str, value: Any) -> str | None:
+    """``MSG``: the string as is; a JSON value as its Python repr (what Abaco's docker-py produced,
+    and what ``get_context()`` parses with ``ast.literal_eval``); nothing for binary."""
+    if message_type == CT_BINARY:
+        return None
+    if message_type == CT_STR and isinstance(value, str):
+        return value
+    return str(value)
+
+
+def execution_environment(
+    actor: Actor,
+    execution: Execution,
+    *,
+    worker_id: str,
+    api_server: str,
+    access_token: str,
+    username: str,
+) -> dict[str, str]:
+    """The whole environment of an execution, in Abaco's precedence: default_environment <
+    query parameters < the ``_abaco_*`` variables < ``MSG``. Both spellings of the content type are
+    set, because the SDKs read ``_abaco_Content-Type`` and Abaco sets ``_abaco_Content_Type``."""
+    env: dict[str, str] = dict(actor.reg.default_environment)
+    env.update(execution.environment)
+    env.update(
+        {
+            "_abaco_execution_id": execution.id,
+            "_abaco_Content_Type": execution.content_type,
+            "_abaco-Content-Type": execution.content_type,
+            "_abaco_actor_revision": str(execution.revision),
+            "_abaco_username": username,
+            "_abaco_api_server": api_server,
+            "_abaco_access_token": access_token,
+            "_abaco_actor_dbid": f"LOCAL_{actor.id}",
+            "_abaco_actor_id": actor.id,
+            "_abaco_worker_id": worker_id,
+            "_abaco_container_repo": actor.reg.image,
+            "_abaco_actor_state": str(actor.state if not actor.reg.stateless else {}),
+            "_abaco_actor_name": str(actor.reg.name),
+            "_actor_configs": "{}",
+        }
+    )
+    msg = msg_value(execution.content_type, execution.message)
+    if msg is not None:
+        env["MSG"] = msg
+    return env
+
+
+def target_workers(stateless: bool, max_workers: int, queue_length: int, busy: int) -> int:
+    """How many workers an actor should have now. A stateful actor has one; a stateless one grows
+    to cover its queue, up to ``max_workers``, at once (Abaco adds one per 5 s; we need not wait)."""
+    if not stateless:
+        return 1
+    return max(1, min(max_workers, busy + queue_length))
+
+
+def finish_complete(execution: Execution, *, exit_code: int | str, final_state: dict[str, Any],
+                    cpu: int, io: int, finished: float, status_message: str = "") -> Execution:  # fmt: skip
+    """A container that ran and exited ends COMPLETE whatever its exit code (as in Abaco; clients
+    tell failure by ``exit_code``), with ``runtime`` in whole seconds."""
+    execution.status = COMPLETE
+    execution.exit_code = exit_code
+    execution.final_state = final_state
+    execution.cpu = cpu
+    execution.io = io
+    execution.finish_time = finished
+    started = execution.start_time or finished
+    execution.runtime = max(0, int(round(finished - started)))
+    execution.status_message = status_message
+    return execution
+
+
+def finish_error(execution: Execution, reason: str, finished: float) -> Execution:
+    """The service, not the actor, failed this execution: ERROR with the reason."""
+    execution.status = ERROR
+    execution.status_message = reason
+    execution.finish_time = finished
+    if execution.start_time is not None:
+        execution.runtime = max(0, int(round(finished - execution.start_time)))
+    return execution
+
+
+def stop_reason(execution: Execution, started: float, now: float, max_run_time: int | None) -> str | None:
+    """Why a running execution must be stopped now, or None to let it run."""
+    if execution.cancel_requested:
+        return "Force quit requested by the user."
+    if max_run_time is not None and max_run_time > 0 and now - started > max_run_time:
+        return f"Stopped: the execution ran longer than max_run_time ({max_run_time} s)."
+    return None
+
+
+def truncate_logs(text: str, limit: int = LOG_LIMIT) -> str:
+    """Abaco's log limit: at most ``limit`` characters, then a marker saying so."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + LOG_TRUNCATED
+
+
+def log_expiry(actor_log_ex: int | None, default: int, limit: int, now: float) -> float:
+    """When an execution's logs expire: the actor's ``log_ex`` clamped to ``limit``, else ``default``."""
+    seconds = min(actor_log_ex, limit) if actor_log_ex else default
+    return now + seconds
+
+
+@dataclass
+class Recovery:
+    """What a restarted service does with executions a crash left RUNNING."""
+
+    reattach: list[tuple[Execution, str]]  # (execution, runtime ref) still alive in the runtime
+    fail: list[Execution]  # gone: end ERROR with a reason
+
+
+INTERRUPTED = (
+    "Interrupted: the service stopped while this execution was running and its {what} was gone "
+    "on restart; the message was not run again, to avoid running it twice."
+)
+
+
+def plan_recovery(running: list[Execution], alive: dict[str, str], runtime_name: str) -> Recovery:
+    """Executions still alive in the runtime are supervised again; the rest end ERROR. We do not
+    re-run interrupted messages: a container may have had side effects before the crash."""
+    what = "container" if runtime_name == "docker" else "process"
+    plan = Recovery(reattach=[], fail=[])
+    for execution in running:
+        ref = alive.get(execution.id)
+        if ref is not None:
+            plan.reattach.append((execution, ref))
+        else:
+            execution.status_message = INTERRUPTED.format(what=what)
+            plan.fail.append(execution)
+    return plan

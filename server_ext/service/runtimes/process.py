@@ -1,0 +1,266 @@
+"""The process runtime: one local subprocess per execution, for machines without Docker.
+
+Same environment contract as a container (DESIGN §5), except that a process cannot see
+``/_abaco_binary_data`` or ``/_abaco_results.sock``; it gets their host paths in ``ABACO_NB_BINARY_DATA``
+and ``ABACO_NB_RESULTS_SOCK``, which ``abaco_nb.actors`` honours. Which program runs:
+
+- ``local:<command line>``: that command (split like a shell would, not run by a shell);
+- ``abaco-nb/py3-func[:tag]`` (the executor image): ``python -m abaco_nb.func_runner`` with this
+  service's interpreter, so the kernel's functions unpickle with the same Python and cloudpickle;
+- ``abaco-nb/test[:tag]``: the shell script of abacosamples/test;
+- anything else needs a container: the actor goes ERROR with a message saying so.
+
+The process does not inherit the service's environment (that holds the service token): only the
+contract's variables plus PATH, HOME, LANG and TMPDIR. A memory limit becomes RLIMIT_AS.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import resource
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .base import (
+    ENV_BINARY_DATA,
+    ENV_RESULTS_SOCKET,
+    ExitInfo,
+    Handle,
+    ImageCheck,
+    Leftover,
+    RunSpec,
+    RuntimeError_,
+)
+
+ENV_SERVICE = "ABACO_NB_SERVICE_ID"
+TEST_SCRIPT = (
+    'echo "Contents of MSG: "$MSG; sleep "${SLEEP:-2}"; echo "Environment:"; env; '
+    'echo "Contents of root file system: "; ls /'
+)
+_PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
+_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _repo_of(image: str) -> str:
+    """``abaco-nb/py3-func:3.11-3.1.3`` -> ``abaco-nb/py3-func``."""
+    last = image.rsplit("/", 1)[-1]
+    return image[: len(image) - len(last)] + last.split(":", 1)[0]
+
+
+def command_for(image: str) -> list[str] | None:
+    """The command line an image means on this runtime, or None when it needs a container."""
+    if image.startswith("local:"):
+        line = image[len("local:") :].strip()
+        return shlex.split(line) if line else None
+    repo = _repo_of(image)
+    if repo == "abaco-nb/py3-func":
+        return [sys.executable, "-m", "abaco_nb.func_runner"]
+    if repo == "abaco-nb/test":
+        return ["sh", "-c", TEST_SCRIPT]
+    return None
+
+
+def memory_bytes(limit: str | None) -> int | None:
+    if not limit or limit == "-1":
+        return None
+    text = limit.strip().lower()
+    unit = _UNITS.get(text[-1], 1) if text[-1].isalpha() else 1
+    number = float(text[:-1] if text[-1].isalpha() else text)
+    return int(number * unit)
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
+@dataclass
+class _Running:
+    proc: subprocess.Popen[bytes]
+    log_path: str
+    started: float
+    done: threading.Event = field(default_factory=threading.Event)
+    status: int = 0
+    rusage: resource.struct_rusage | None = None
+    finished: float = 0.0
+    stopped: bool = False
+
+
+class ProcessRuntime:
+    """Runs each execution as a local subprocess in its own session (so it can be stopped whole)."""
+
+    name = "process"
+
+    def __init__(self, work_dir: str, default_mem_limit: str | None = None) -> None:
+        self.work_dir = work_dir
+        self.default_mem_limit = default_mem_limit
+        os.makedirs(work_dir, exist_ok=True)
+        self._running: dict[str, _Running] = {}
+        self._lock = threading.Lock()
+
+    def check_image(self, image: str, pull: bool = False) -> ImageCheck:
+        if command_for(image) is not None:
+            return ImageCheck(True)
+        if image.startswith("local:"):
+            return ImageCheck(False, "The image 'local:' needs a command line after the colon.")
+        return ImageCheck(
+            False,
+            f"Image {image} needs a container, but this service runs with the process runtime "
+            "(no Docker engine). Use a 'local:<command>' image, abaco-nb/py3-func or abaco-nb/test, or "
+            "start the service with --runtime docker.",
+        )
+
+    def _environment(self, spec: RunSpec) -> dict[str, str]:
+        env = {k: os.environ[k] for k in _PASS_THROUGH if k in os.environ}
+        env.update(spec.environment)
+        env[ENV_SERVICE] = spec.service_id
+        if spec.binary_path:
+            env[ENV_BINARY_DATA] = spec.binary_path
+        if spec.results_socket:
+            env[ENV_RESULTS_SOCKET] = spec.results_socket
+        return env
+
+    def start(self, spec: RunSpec) -> Handle:
+        command = command_for(spec.image)
+        if command is None:
+            raise RuntimeError_(self.check_image(spec.image).message)
+        exec_dir = os.path.join(self.work_dir, spec.execution_id)
+        os.makedirs(exec_dir, exist_ok=True)
+        log_path = os.path.join(exec_dir, "output.log")
+        with open(log_path, "wb") as log:
+            try:
+                proc = subprocess.Popen(
+                    command,
+                    env=self._environment(spec),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=exec_dir,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise RuntimeError_(f"Could not start {command[0]!r}: {exc.strerror or exc}.") from exc
+        limit = memory_bytes(spec.mem_limit or self.default_mem_limit)
+        if limit:
+            try:
+                resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
+            except (OSError, ValueError):
+                pass
+        running = _Running(proc=proc, log_path=log_path, started=time.time())
+        threading.Thread(target=self._reap, args=(spec.execution_id, running), daemon=True).start()
+        with self._lock:
+            self._running[spec.execution_id] = running
+        return Handle(spec.execution_id, str(proc.pid), {"log_path": log_path})
+
+    @staticmethod
+    def _reap(execution_id: str, running: _Running) -> None:
+        """wait4 rather than Popen.wait, to get the child's CPU time for the execution record."""
+        try:
+            _, status, rusage = os.wait4(running.proc.pid, 0)
+        except ChildProcessError:
+            status, rusage = 0, None
+        running.proc.returncode = os.waitstatus_to_exitcode(status)
+        running.status = status
+        running.rusage = rusage
+        running.finished = time.time()
+        running.done.set()
+
+    def _get(self, handle: Handle) -> _Running:
+        with self._lock:
+            running = self._running.get(handle.execution_id)
+        if running is None:
+            raise RuntimeError_(f"No process for execution {handle.execution_id}.")
+        return running
+
+    def wait(self, handle: Handle, timeout: float) -> ExitInfo | None:
+        running = self._get(handle)
+        if not running.done.wait(timeout):
+            return None
+        code = running.proc.returncode
+        exit_code = code if code >= 0 else 128 - code  # killed by a signal: 128+N, as a shell reports
+        cpu = 0
+        if running.rusage is not None:
+            cpu = int((running.rusage.ru_utime + running.rusage.ru_stime) * 1e9)
+        io = 0
+        if running.rusage is not None:
+            io = int(running.rusage.ru_inblock + running.rusage.ru_oublock) * 512
+        final_state = {
+            "Status": "exited",
+            "Running": False,
+            "Paused": False,
+            "Restarting": False,
+            "OOMKilled": False,
+            "Dead": False,
+            "Pid": 0,
+            "ExitCode": exit_code,
+            "Error": "",
+            "StartedAt": _iso(running.started),
+            "FinishedAt": _iso(running.finished),
+        }
+        return ExitInfo(exit_code=exit_code, final_state=final_state, cpu=cpu, io=io)
+
+    def logs(self, handle: Handle) -> str:
+        path = handle.extra.get("log_path") or os.path.join(self.work_dir, handle.execution_id, "output.log")
+        try:
+            with open(path, "rb") as f:
+                return f.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, handle: Handle, grace: float = 10.0) -> None:
+        running = self._get(handle)
+        running.stopped = True
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(running.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            if running.done.wait(wait):
+                return
+
+    def remove(self, handle: Handle) -> None:
+        with self._lock:
+            running = self._running.pop(handle.execution_id, None)
+        if running is not None and not running.done.is_set():
+            self.stop(handle, grace=1.0)
+        exec_dir = os.path.join(self.work_dir, handle.execution_id)
+        for name in ("output.log",):
+            try:
+                os.unlink(os.path.join(exec_dir, name))
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(exec_dir)
+        except OSError:
+            pass
+
+    def find_leftovers(self, service_id: str) -> list[Leftover]:
+        """Processes an earlier run of this service started (found by their environment marker)."""
+        found: list[Leftover] = []
+        marker = f"{ENV_SERVICE}={service_id}".encode()
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    entries = f.read().split(b"\0")
+            except OSError:
+                continue
+            if marker not in entries:
+                continue
+            for entry in entries:
+                if entry.startswith(b"_abaco_execution_id="):
+                    found.append(Leftover(entry.split(b"=", 1)[1].decode(), pid, True))
+        return found
+
+    def attach(self, leftover: Leftover) -> Handle:
+        """A process is not our child after a restart, so it cannot be waited on: stop it instead,
+        and the dispatcher ends its execution ERROR."""
+        try:
+            os.killpg(int(leftover.ref), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        raise RuntimeError_("process executions cannot be re-attached after a restart")

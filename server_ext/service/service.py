@@ -1,0 +1,345 @@
+"""The embedded Abaco service: one object that owns the store, the runtime and the dispatcher.
+
+Every operation of the API is a method here, taking and returning plain data, so the HTTP layers
+(standalone Tornado, the Jupyter extension) stay thin and the whole service can be driven in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import quote
+
+from . import engine
+from .config import ServiceConfig
+from .dispatcher import Dispatcher
+from .errors import AbacoError, NotFound
+from .ids import new_id, now
+from .models import (
+    COMPLETE,
+    ERROR,
+    READY,
+    SUBMITTED,
+    Actor,
+    Execution,
+    parse_registration,
+)
+from .runtimes.base import API_SOCKET_PATH, Runtime
+from .store import Store
+from .tokens import Scope, TokenBook
+
+log = logging.getLogger("abaco_nb.service")
+VERSION = "abaco-nb-0.1.0"
+
+
+def make_runtime(config: ServiceConfig) -> Runtime:
+    """``auto`` picks Docker when an engine answers, else the process runtime."""
+    choice = config.runtime
+    if choice in ("auto", "docker"):
+        try:
+            import docker
+
+            client = docker.from_env(timeout=10)
+            client.ping()
+            from .runtimes.docker import DockerRuntime
+
+            return DockerRuntime(client=client, default_mem_limit=config.default_mem_limit or "2g")
+        except Exception as exc:
+            if choice == "docker":
+                raise AbacoError(f"--runtime docker, but no Docker engine answers: {exc}", 500) from exc
+    from .runtimes.process import ProcessRuntime
+
+    return ProcessRuntime(os.path.join(config.resolved_run_dir(), "proc"), config.default_mem_limit)
+
+
+class Service:
+    """The Abaco execution service. ``start()`` recovers and begins dispatching; ``close()`` stops."""
+
+    def __init__(self, config: ServiceConfig, runtime: Runtime | None = None) -> None:
+        self.config = config
+        os.makedirs(os.path.dirname(os.path.abspath(config.db_path)), exist_ok=True)
+        os.makedirs(config.resolved_run_dir(), mode=0o700, exist_ok=True)
+        self.store = Store(config.db_path)
+        secret = self.store.get_meta("token_secret")
+        if secret is None:
+            secret = TokenBook.new_secret().hex()
+            self.store.set_meta("token_secret", secret)
+        service_id = self.store.get_meta("service_id")
+        if service_id is None:
+            service_id = new_id()
+            self.store.set_meta("service_id", service_id)
+        self.service_id = service_id
+        self.tokens = TokenBook(bytes.fromhex(secret))
+        self.runtime = runtime or make_runtime(config)
+        self.api_socket: str | None = None  # host path of our HTTP unix socket, set by the server
+        self.dispatcher = Dispatcher(
+            self.store, self.runtime, config, self.tokens, service_id, self._api_for_executions
+        )
+        self._preparing = ThreadPoolExecutor(max_workers=4, thread_name_prefix="image")
+        self._janitor_stop = threading.Event()
+
+    # -- life cycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Recover from the last run (re-check images, reconcile executions) and start dispatching."""
+        self.dispatcher.recover()
+        for actor in self.store.list_actors():
+            if actor.status in (SUBMITTED, READY):
+                self._preparing.submit(self._prepare, actor.id, actor.revision, False)
+        threading.Thread(target=self._janitor, name="janitor", daemon=True).start()
+
+    def close(self) -> None:
+        self._janitor_stop.set()
+        self.dispatcher.shutdown()
+        self._preparing.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+
+    def _janitor(self) -> None:
+        """Expire logs and old results once a minute."""
+        while not self._janitor_stop.wait(60):
+            try:
+                t = now()
+                self.store.purge_expired_logs(t)
+                self.store.purge_results_before(t - self.config.results_ttl)
+            except Exception:
+                log.exception("janitor pass failed")
+
+    def _api_for_executions(self) -> tuple[str, str | None]:
+        """What an execution gets as ``_abaco_api_server``: our unix socket, at the container path for
+        Docker and at the host path for a process."""
+        if self.api_socket is None:
+            return "", None
+        if self.runtime.name == "docker":
+            return "http+unix://" + quote(API_SOCKET_PATH, safe=""), self.api_socket
+        return "http+unix://" + quote(self.api_socket, safe=""), self.api_socket
+
+    # -- actors -------------------------------------------------------------------------------------
+
+    def _prepare(self, actor_id: str, revision: int, pull: bool) -> None:
+        """Make the image available, then READY (and run what is queued) or ERROR with the reason."""
+        actor = self.store.get_actor(actor_id)
+        if actor is None or actor.revision != revision:
+            return
+        try:
+            check = self.runtime.check_image(actor.reg.image, pull=pull)
+        except Exception as exc:
+            check = type("C", (), {"ok": False, "message": f"Checking the image failed: {exc}"})()
+        actor = self.store.get_actor(actor_id)
+        if actor is None or actor.revision != revision:
+            return
+        actor.status = READY if check.ok else ERROR
+        actor.status_message = "" if check.ok else check.message
+        self.store.put_actor(actor)
+        if check.ok:
+            self.dispatcher.notify(actor_id)
+
+    def register(self, body: Any, owner: str) -> Actor:
+        reg = parse_registration(body)
+        t = now()
+        actor = Actor(id=new_id(), owner=owner, reg=reg, create_time=t, last_update_time=t)
+        self.store.put_actor(actor)
+        self._preparing.submit(self._prepare, actor.id, actor.revision, False)
+        return actor
+
+    def get_actor(self, actor_id: str) -> Actor:
+        actor = self.store.get_actor(actor_id)
+        if actor is None:
+            raise NotFound(f"No actor found with id: {actor_id}.")
+        return actor
+
+    def list_actors(self) -> list[Actor]:
+        return self.store.list_actors()
+
+    def update(self, actor_id: str, body: Any) -> Actor:
+        """PUT: full replacement; ``name`` and ``owner`` are kept; a new image or ``force`` makes a new
+        revision whose image is checked (pulled) again, and the old workers are replaced."""
+        actor = self.get_actor(actor_id)
+        force = False
+        if isinstance(body, dict):
+            raw_force = body.get("force")
+            if raw_force is not None:
+                from .models import parse_bool
+
+                force = parse_bool(raw_force, "force")
+        reg = parse_registration(body, is_update=True)
+        if not actor.reg.stateless and reg.stateless:
+            raise AbacoError("Invalid actor description: a stateful actor cannot be made stateless "
+                             "(send \"stateless\": false on every PUT of a stateful actor).")  # fmt: skip
+        reg.name = actor.reg.name
+        new_revision = force or reg.image != actor.reg.image
+        actor.reg = reg
+        actor.last_update_time = now()
+        if new_revision:
+            actor.revision += 1
+            actor.status = SUBMITTED
+            actor.status_message = ""
+        self.store.put_actor(actor)
+        if new_revision:
+            self.dispatcher.stop_actor(actor_id, "Stopped: the actor was updated to a new revision.")
+            self._preparing.submit(self._prepare, actor.id, actor.revision, True)
+        return actor
+
+    def delete(self, actor_id: str) -> None:
+        actor = self.get_actor(actor_id)
+        actor.status = "SHUTTING_DOWN"
+        self.store.put_actor(actor)
+        self.dispatcher.stop_actor(actor_id, "Stopped: the actor was deleted.")
+        for eid in self.store.delete_actor(actor_id):
+            execution = self.store.get_execution(eid)
+            if execution is not None:
+                engine.finish_error(execution, "The actor was deleted before this message ran.", now())
+                self.store.finish_execution(execution, None, None)
+
+    # -- messages -----------------------------------------------------------------------------------
+
+    def send(
+        self, actor_id: str, content_type: str | None, body: bytes, query: dict[str, list[str]], sender: str
+    ) -> tuple[Execution, engine.Message]:
+        """Accept a message: committed (execution SUBMITTED + mailbox entry) before this returns."""
+        actor = self.get_actor(actor_id)
+        message = engine.classify_message(content_type, body, query, self.config.max_body_bytes)
+        environment = engine.query_environment(query)
+        timeout = environment.pop("_abaco_nb_timeout", None)
+        execution = Execution(
+            id=new_id(), actor_id=actor.id, executor=sender, status=SUBMITTED, message_received_time=now(),
+            content_type=message.content_type, message=message.value, environment=environment,
+            revision=actor.revision,
+            max_run_time=engine_int(timeout, "_abaco_nb_timeout") if timeout else None,
+        )  # fmt: skip
+        self.store.submit(execution, message.payload)
+        self.dispatcher.notify(actor.id)
+        return execution, message
+
+    def queue_length(self, actor_id: str) -> int:
+        self.get_actor(actor_id)
+        return self.store.queue_length(actor_id)
+
+    def purge_mailbox(self, actor_id: str) -> int:
+        self.get_actor(actor_id)
+        dropped = self.store.drop_queued(actor_id)
+        for eid in dropped:
+            self._cancel_queued(eid, "Purged from the mailbox before it ran.")
+        return len(dropped)
+
+    def _cancel_queued(self, execution_id: str, reason: str) -> None:
+        execution = self.store.get_execution(execution_id)
+        if execution is not None and execution.status == SUBMITTED:
+            engine.finish_error(execution, reason, now())
+            self.store.finish_execution(execution, None, None)
+            self.dispatcher._announce(execution)
+
+    # -- executions ---------------------------------------------------------------------------------
+
+    def get_execution(self, actor_id: str, execution_id: str) -> Execution:
+        self.get_actor(actor_id)
+        execution = self.store.get_execution(execution_id)
+        if execution is None or execution.actor_id != actor_id:
+            raise AbacoError(f"Execution not found: {execution_id}.", 400)
+        return execution
+
+    def list_executions(self, actor_id: str) -> list[Execution]:
+        self.get_actor(actor_id)
+        return self.store.list_executions(actor_id)
+
+    def force_quit(self, actor_id: str, execution_id: str) -> str:
+        """Stop a RUNNING execution (it ends COMPLETE, as in Abaco). A still-queued one is dropped from
+        the mailbox and ends ERROR (Abaco refuses that with a 400; our executor's cancel needs it)."""
+        execution = self.get_execution(actor_id, execution_id)
+        if execution.status == SUBMITTED:
+            if self.store.drop_queued(actor_id, execution_id):
+                self._cancel_queued(execution_id, "Cancelled by the user before it started.")
+                return f"Cancelled queued execution {execution_id}."
+        if execution.status != "RUNNING" or not self.dispatcher.cancel(execution_id):
+            raise AbacoError(
+                f"Cannot force quit an execution not in RUNNING status. Execution {execution_id} is "
+                f"{execution.status}."
+            )
+        return f"Issued force quit command for execution {execution_id}."
+
+    def logs(self, actor_id: str, execution_id: str) -> str:
+        execution = self.get_execution(actor_id, execution_id)
+        if execution.status == "RUNNING":
+            live = self.dispatcher.live_logs(execution_id)
+            if live is not None:
+                return live
+        return self.store.get_logs(execution_id, now())
+
+    def pop_result(self, actor_id: str, execution_id: str) -> bytes:
+        self.get_execution(actor_id, execution_id)
+        return self.store.pop_result(execution_id) or b""
+
+    def all_results(self, actor_id: str, execution_id: str) -> list[bytes]:
+        self.get_execution(actor_id, execution_id)
+        return self.store.all_results(execution_id)
+
+    def wait(self, actor_id: str, execution_ids: list[str], timeout: float) -> list[Execution]:
+        self.get_actor(actor_id)
+        return self.dispatcher.wait_finished(execution_ids, timeout)
+
+    # -- state and workers --------------------------------------------------------------------------
+
+    def get_state(self, actor_id: str) -> Any:
+        actor = self.get_actor(actor_id)
+        if actor.reg.stateless:
+            raise NotFound("actor is stateless.")
+        return actor.state
+
+    def set_state(self, actor_id: str, body: bytes) -> Actor:
+        import json
+
+        actor = self.get_actor(actor_id)
+        if actor.reg.stateless:
+            raise NotFound("actor is stateless.")
+        try:
+            value = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise AbacoError("Invalid actor state description: state must be JSON serializable.") from None
+        if not value and value != 0 and value is not False:
+            raise AbacoError("Invalid actor state description: state must be JSON serializable.")
+        actor.state = value
+        self.store.put_actor(actor)
+        return actor
+
+    def list_workers(self, actor_id: str) -> list[Any]:
+        self.get_actor(actor_id)
+        return self.store.list_workers(actor_id)
+
+    def add_workers(self, actor_id: str, num: int) -> str:
+        actor = self.get_actor(actor_id)
+        if actor.status != READY:
+            raise AbacoError(f"Actor {actor_id} is {actor.status}; workers start once it is READY.")
+        before, after = self.dispatcher.ensure_workers(actor_id, num)
+        if after == before:
+            return f"Actor {actor_id} already had {before} worker(s)."
+        return f"Scheduled {after - before} new worker(s) to start. Previously, there were {before} workers."
+
+    def get_worker(self, actor_id: str, worker_id: str) -> Any:
+        for worker in self.list_workers(actor_id):
+            if worker.id == worker_id:
+                return worker
+        raise NotFound(f"No worker found with id: {worker_id}.")
+
+    def delete_worker(self, actor_id: str, worker_id: str) -> None:
+        self.get_worker(actor_id, worker_id)
+        self.dispatcher.stop_worker(actor_id, worker_id)
+
+    # -- scoped tokens ------------------------------------------------------------------------------
+
+    def check_scoped_token(self, token: str) -> Scope | None:
+        """An execution's token is good while it is unexpired and its execution is still running."""
+        scope = self.tokens.check(token, now())
+        if scope is None:
+            return None
+        execution = self.store.get_execution(scope.execution_id)
+        if execution is None or execution.status in (COMPLETE, ERROR):
+            return None
+        return scope
+
+
+def engine_int(value: str, name: str) -> int:
+    from .models import parse_int
+
+    return parse_int(value, name, minimum=1)

@@ -1,0 +1,333 @@
+"""SQLite persistence: the only module that writes SQL.
+
+One file in WAL mode. Every method is one transaction, so what a caller was told happened is on disk:
+an accepted message (execution row ``SUBMITTED`` + its mailbox entry + its binary payload) is
+committed before the POST returns, and claiming a message (mailbox entry removed, execution
+``RUNNING``) is atomic, so after a crash a message is either still queued or visibly interrupted,
+never both and never lost. ``synchronous=NORMAL`` in WAL mode survives a killed process (the
+kernel keeps the written pages); only a power loss could drop the last commits.
+
+Rows keep the dataclasses of ``models`` as JSON plus the columns that queries need.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Any
+
+from .models import Actor, Execution, Registration, Worker
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS actors (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS executions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, actor_id TEXT NOT NULL,
+    status TEXT NOT NULL, data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_by_actor ON executions (actor_id, seq);
+CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status);
+CREATE TABLE IF NOT EXISTS mailbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, actor_id TEXT NOT NULL, execution_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mailbox_by_actor ON mailbox (actor_id, seq);
+CREATE TABLE IF NOT EXISTS payloads (execution_id TEXT PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS logs (execution_id TEXT PRIMARY KEY, text TEXT NOT NULL, expires REAL);
+CREATE TABLE IF NOT EXISTS results (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, execution_id TEXT NOT NULL, body BLOB NOT NULL,
+    consumed INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_by_execution ON results (execution_id, seq);
+CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, actor_id TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def _actor_from_json(text: str) -> Actor:
+    data = json.loads(text)
+    data["reg"] = Registration(**data["reg"])
+    return Actor(**data)
+
+
+def _execution_from_json(text: str) -> Execution:
+    return Execution(**json.loads(text))
+
+
+class Store:
+    """Thread-safe access to the service's SQLite file (one connection guarded by a lock)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- meta -------------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- actors -----------------------------------------------------------------------------------
+
+    def put_actor(self, actor: Actor) -> None:
+        data = json.dumps(asdict(actor))
+        with self._tx() as db:
+            cur = db.execute("UPDATE actors SET data=? WHERE id=?", (data, actor.id))
+            if cur.rowcount == 0:
+                db.execute("INSERT INTO actors (id, data) VALUES (?, ?)", (actor.id, data))
+
+    def get_actor(self, actor_id: str) -> Actor | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM actors WHERE id=?", (actor_id,)).fetchone()
+        return _actor_from_json(row[0]) if row else None
+
+    def list_actors(self) -> list[Actor]:
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM actors ORDER BY seq").fetchall()
+        return [_actor_from_json(r[0]) for r in rows]
+
+    def delete_actor(self, actor_id: str) -> list[str]:
+        """Remove the actor, its mailbox, workers, logs and results; keep execution records (as Abaco).
+        Returns the ids of executions that were still queued (they end ERROR: their actor is gone)."""
+        with self._tx() as db:
+            queued = [
+                r[0] for r in db.execute("SELECT execution_id FROM mailbox WHERE actor_id=?", (actor_id,))
+            ]
+            db.execute("DELETE FROM mailbox WHERE actor_id=?", (actor_id,))
+            db.execute("DELETE FROM workers WHERE actor_id=?", (actor_id,))
+            db.execute(
+                "DELETE FROM logs WHERE execution_id IN (SELECT id FROM executions WHERE actor_id=?)",
+                (actor_id,),
+            )
+            db.execute(
+                "DELETE FROM payloads WHERE execution_id IN (SELECT id FROM executions WHERE actor_id=?)",
+                (actor_id,),
+            )
+            db.execute("DELETE FROM actors WHERE id=?", (actor_id,))
+        return queued
+
+    # -- messages and executions -------------------------------------------------------------------
+
+    def submit(self, execution: Execution, payload: bytes | None) -> None:
+        """Accept a message: the execution row, its payload and its mailbox entry, in one commit."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO executions (id, actor_id, status, data) VALUES (?, ?, ?, ?)",
+                (execution.id, execution.actor_id, execution.status, json.dumps(asdict(execution))),
+            )
+            if payload is not None:
+                db.execute("INSERT INTO payloads (execution_id, body) VALUES (?, ?)", (execution.id, payload))
+            db.execute(
+                "INSERT INTO mailbox (actor_id, execution_id) VALUES (?, ?)",
+                (execution.actor_id, execution.id),
+            )
+
+    def claim_next(self, actor_id: str, worker_id: str, start_time: float) -> Execution | None:
+        """Take the oldest queued message of the actor and mark its execution RUNNING, atomically."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT seq, execution_id FROM mailbox WHERE actor_id=? ORDER BY seq LIMIT 1", (actor_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM mailbox WHERE seq=?", (row[0],))
+            data = db.execute("SELECT data FROM executions WHERE id=?", (row[1],)).fetchone()
+            execution = _execution_from_json(data[0])
+            execution.status = "RUNNING"
+            execution.worker_id = worker_id
+            execution.start_time = start_time
+            self._write_execution(db, execution)
+        return execution
+
+    def _write_execution(self, db: sqlite3.Connection, execution: Execution) -> None:
+        db.execute(
+            "UPDATE executions SET status=?, data=? WHERE id=?",
+            (execution.status, json.dumps(asdict(execution)), execution.id),
+        )
+
+    def update_execution(self, execution: Execution) -> None:
+        with self._tx() as db:
+            self._write_execution(db, execution)
+
+    def finish_execution(self, execution: Execution, logs: str | None, log_expires: float | None) -> None:
+        """Store the final logs and the terminal status together: a client that sees COMPLETE sees
+        the whole log (Abaco writes the logs first for the same reason)."""
+        with self._tx() as db:
+            if logs is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO logs (execution_id, text, expires) VALUES (?, ?, ?)",
+                    (execution.id, logs, log_expires),
+                )
+            db.execute("DELETE FROM payloads WHERE execution_id=?", (execution.id,))
+            db.execute("DELETE FROM mailbox WHERE execution_id=?", (execution.id,))
+            self._write_execution(db, execution)
+
+    def get_execution(self, execution_id: str) -> Execution | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM executions WHERE id=?", (execution_id,)).fetchone()
+        return _execution_from_json(row[0]) if row else None
+
+    def list_executions(self, actor_id: str) -> list[Execution]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data FROM executions WHERE actor_id=? ORDER BY seq", (actor_id,)
+            ).fetchall()
+        return [_execution_from_json(r[0]) for r in rows]
+
+    def executions_with_status(self, status: str) -> list[Execution]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data FROM executions WHERE status=? ORDER BY seq", (status,)
+            ).fetchall()
+        return [_execution_from_json(r[0]) for r in rows]
+
+    def get_payload(self, execution_id: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT body FROM payloads WHERE execution_id=?", (execution_id,)
+            ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def queue_length(self, actor_id: str) -> int:
+        with self._lock:
+            return int(
+                self._db.execute("SELECT COUNT(*) FROM mailbox WHERE actor_id=?", (actor_id,)).fetchone()[0]
+            )
+
+    def queued_actor_ids(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT DISTINCT actor_id FROM mailbox")]
+
+    def drop_queued(self, actor_id: str, execution_id: str | None = None) -> list[str]:
+        """Remove queued messages (one, or the whole mailbox); returns the execution ids removed."""
+        with self._tx() as db:
+            if execution_id is None:
+                rows = db.execute("SELECT execution_id FROM mailbox WHERE actor_id=?", (actor_id,)).fetchall()
+                db.execute("DELETE FROM mailbox WHERE actor_id=?", (actor_id,))
+            else:
+                rows = db.execute(
+                    "SELECT execution_id FROM mailbox WHERE actor_id=? AND execution_id=?",
+                    (actor_id, execution_id),
+                ).fetchall()
+                db.execute(
+                    "DELETE FROM mailbox WHERE actor_id=? AND execution_id=?", (actor_id, execution_id)
+                )
+        return [r[0] for r in rows]
+
+    # -- logs ---------------------------------------------------------------------------------------
+
+    def set_logs(self, execution_id: str, text: str, expires: float | None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO logs (execution_id, text, expires) VALUES (?, ?, ?)",
+                (execution_id, text, expires),
+            )
+
+    def get_logs(self, execution_id: str, now: float) -> str:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT text, expires FROM logs WHERE execution_id=?", (execution_id,)
+            ).fetchone()
+        if row is None or (row[1] is not None and row[1] < now):
+            return ""
+        return str(row[0])
+
+    def purge_expired_logs(self, now: float) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM logs WHERE expires IS NOT NULL AND expires < ?", (now,)).rowcount
+
+    # -- results ------------------------------------------------------------------------------------
+
+    def add_result(self, execution_id: str, body: bytes, created: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO results (execution_id, body, created) VALUES (?, ?, ?)",
+                (execution_id, body, created),
+            )
+
+    def pop_result(self, execution_id: str) -> bytes | None:
+        """Abaco's destructive read: the oldest unread result, marked read (kept for ``all_results``)."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT seq, body FROM results WHERE execution_id=? AND consumed=0 ORDER BY seq LIMIT 1",
+                (execution_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE results SET consumed=1 WHERE seq=?", (row[0],))
+        return bytes(row[1])
+
+    def all_results(self, execution_id: str) -> list[bytes]:
+        """Every result of an execution, read or not, oldest first (our non-destructive read)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM results WHERE execution_id=? ORDER BY seq", (execution_id,)
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def purge_results_before(self, created: float) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM results WHERE created < ?", (created,)).rowcount
+
+    # -- workers ------------------------------------------------------------------------------------
+
+    def put_worker(self, worker: Worker) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO workers (id, actor_id, data) VALUES (?, ?, ?)",
+                (worker.id, worker.actor_id, json.dumps(asdict(worker))),
+            )
+
+    def delete_worker(self, worker_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM workers WHERE id=?", (worker_id,))
+
+    def list_workers(self, actor_id: str | None = None) -> list[Worker]:
+        with self._lock:
+            if actor_id is None:
+                rows = self._db.execute("SELECT data FROM workers").fetchall()
+            else:
+                rows = self._db.execute("SELECT data FROM workers WHERE actor_id=?", (actor_id,)).fetchall()
+        return [Worker(**json.loads(r[0])) for r in rows]
+
+    def clear_workers(self) -> None:
+        """Workers are threads of a running service: none survive a restart."""
+        with self._tx() as db:
+            db.execute("DELETE FROM workers")
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "actors": self._db.execute("SELECT COUNT(*) FROM actors").fetchone()[0],
+                "executions": self._db.execute("SELECT COUNT(*) FROM executions").fetchone()[0],
+                "queued": self._db.execute("SELECT COUNT(*) FROM mailbox").fetchone()[0],
+            }

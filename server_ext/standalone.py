@@ -1,0 +1,119 @@
+"""``abaco-nb serve``: the service on its own Tornado app, without Jupyter.
+
+Listens on loopback TCP for people and clients, and on a unix socket that executions reach the
+service through (bind-mounted into containers), so nothing listens beyond loopback. Writes a 0600
+connection file that ``abaco_nb.connect()`` reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+from dataclasses import dataclass
+
+from tornado import httpserver, netutil, web
+
+from .handlers import StandaloneHandler
+from .service.api import Api
+from .service.config import ServiceConfig, default_data_dir
+from .service.service import Service
+
+CONNECTION_FILE = "connection.json"
+
+
+def connection_file_path(data_dir: str | None = None) -> str:
+    return os.path.join(data_dir or default_data_dir(), CONNECTION_FILE)
+
+
+def write_connection_file(path: str, info: dict[str, object]) -> None:
+    """Write atomically with mode 0600: it holds the token."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f)
+    os.replace(tmp, path)
+
+
+def make_app(api: Api, token: str) -> web.Application:
+    settings = {"api": api, "max_body": api.service.config.max_body_bytes, "token": token}
+    return web.Application([(r"/.*", StandaloneHandler, settings)])
+
+
+@dataclass
+class Running:
+    service: Service
+    url: str
+    token: str
+    api_socket: str
+    servers: list[httpserver.HTTPServer]
+
+
+def short_socket_path(run_dir: str, name: str) -> str:
+    """AF_UNIX paths must stay under 108 bytes: fall back to a private temp dir when needed."""
+    path = os.path.join(run_dir, name)
+    if len(path) < 100:
+        return path
+    import tempfile
+
+    return os.path.join(tempfile.mkdtemp(prefix="abnb-"), name)
+
+
+def start_server(
+    config: ServiceConfig, host: str = "127.0.0.1", port: int = 0, token: str | None = None
+) -> Running:
+    """Start the service and its listeners on the current event loop (call from inside it)."""
+    token = token or secrets.token_urlsafe(32)
+    service = Service(config)
+    api = Api(service)
+    app = make_app(api, token)
+    max_buffer = config.max_body_bytes + 1024 * 1024
+    tcp = httpserver.HTTPServer(app, max_body_size=max_buffer * 4, max_buffer_size=max_buffer)
+    sockets = netutil.bind_sockets(port, address=host, family=socket.AF_INET)
+    tcp.add_sockets(sockets)
+    actual_port = sockets[0].getsockname()[1]
+    api_socket = short_socket_path(config.resolved_run_dir(), "api.sock")
+    unix = httpserver.HTTPServer(app, max_body_size=max_buffer * 4, max_buffer_size=max_buffer)
+    unix.add_socket(netutil.bind_unix_socket(api_socket, mode=0o666))
+    service.api_socket = api_socket
+    service.start()
+    url = f"http://{host}:{actual_port}"
+    return Running(service, url, token, api_socket, [tcp, unix])
+
+
+def serve(
+    config: ServiceConfig, host: str, port: int, token: str | None, connection_file: str | None
+) -> None:
+    """Run until SIGINT/SIGTERM; print the URL and token; keep the connection file while running."""
+
+    async def main() -> None:
+        running = start_server(config, host, port, token)
+        info = {
+            "url": running.url, "token": running.token, "pid": os.getpid(), "db": config.db_path,
+            "runtime": running.service.runtime.name, "api_socket": running.api_socket,
+        }  # fmt: skip
+        path = connection_file or connection_file_path(os.path.dirname(os.path.abspath(config.db_path)))
+        write_connection_file(path, info)
+        print(f"abaco-nb serving {running.url} (runtime: {running.service.runtime.name})", flush=True)
+        print(f"token: {running.token}", flush=True)
+        print(f"connection file: {path}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        for server in running.servers:
+            server.stop()
+        await loop.run_in_executor(None, running.service.close)
+        try:
+            with open(path) as f:
+                if json.load(f).get("pid") == os.getpid():
+                    os.unlink(path)
+        except (OSError, ValueError):
+            pass
+
+    asyncio.run(main())
