@@ -1,1 +1,38 @@
-"""abaco-nb: Abaco actors and executors in Jupyter."""
+"""abaco-nb: Abaco actors and executors in Jupyter.
+
+``from abaco_nb import connect, Client, AbacoExecutor``; ``%load_ext abaco_nb`` for the magics.
+Names are imported lazily so that importing the package (e.g. inside an executor image, where only
+``actors`` and ``func_runner`` exist) costs nothing and needs no third-party package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Client": ("abaco_nb.client", "Client"),
+    "AbacoAPIError": ("abaco_nb.client", "AbacoAPIError"),
+    "connect": ("abaco_nb.connect", "connect"),
+    "AbacoExecutor": ("abaco_nb.executor", "AbacoExecutor"),
+    "AbacoAsyncResponse": ("abaco_nb.executor", "AbacoAsyncResponse"),
+}
+
+__all__ = [*_LAZY, "load_ipython_extension", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'abaco_nb' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext abaco_nb``: register the %abaco and %%abaco magics."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
