@@ -58,12 +58,14 @@ IMAGE_LIB_DIR = "/opt/abaco-nb"
 # Debian release that ships a given python3 minor version as its python3-minimal.
 DEBIAN_SUITE_FOR_PYTHON = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
 
-# The test image's CMD: abacosamples/test's script, with the sleep overridable for tests.
+# The test image's CMD: abacosamples/test's script, with the sleep overridable for tests. The environment
+# is printed from /proc because busybox sh (unlike bash) drops variables whose names are not shell names,
+# such as `_abaco-Content-Type`, from what its children see.
 TEST_SCRIPT = """#!/bin/sh
 echo "Contents of MSG: "$MSG
 sleep "${SLEEP:-2}"
 echo "Environment:"
-env
+tr '\\0' '\\n' < /proc/$$/environ
 echo "Contents of root file system: "
 ls /
 """
