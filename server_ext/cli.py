@@ -17,6 +17,8 @@ def _serve(args: argparse.Namespace) -> int:
         config.db_path = args.db
     if args.max_run_time is not None:
         config.max_run_time = args.max_run_time
+    if args.max_body_bytes is not None:
+        config.max_body_bytes = args.max_body_bytes
     serve(config, args.host, args.port, args.token, args.connection_file)
     return 0
 
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--token", help="the API token (default: generated and printed)")
     serve.add_argument("--runtime", choices=["auto", "docker", "process"], default="auto")
     serve.add_argument("--max-run-time", type=int, help="seconds an execution may run (default 43200)")
+    serve.add_argument("--max-body-bytes", type=int, help="largest request body accepted (default 256 MiB)")
     serve.add_argument("--connection-file", help="where to write url and token (mode 0600)")
     serve.set_defaults(func=_serve)
     images = sub.add_parser("images", help="build the executor and test images locally")
