@@ -355,7 +355,7 @@ class DockerRuntime:
         except docker.errors.NotFound:
             state = None
         if state is None or watch.gone:
-            final = {k: None for k in STATE_KEYS}
+            final: dict[str, Any] = {k: None for k in STATE_KEYS}
             final.update(
                 Status="removed",
                 Running=False,
