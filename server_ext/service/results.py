@@ -46,11 +46,17 @@ class ResultCollector:
                 continue
             except OSError:
                 return
-            self._on_result(data)
+            if data:  # an empty datagram is our own wake-up call (and carries no result anyway)
+                self._on_result(data)
 
     def close(self) -> None:
         """Stop the reader, then drain what is left so no result sent before the exit is lost."""
         self._closing.set()
+        try:  # wake the reader now rather than at its next timeout
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as waker:
+                waker.sendto(b"", self.path)
+        except OSError:
+            pass
         self._thread.join()
         self._sock.setblocking(False)
         while True:
@@ -58,7 +64,8 @@ class ResultCollector:
                 data = self._sock.recv(MAX_DATAGRAM)
             except (BlockingIOError, OSError):
                 break
-            self._on_result(data)
+            if data:
+                self._on_result(data)
         self._sock.close()
         try:
             os.unlink(self.path)
