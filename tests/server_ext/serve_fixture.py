@@ -1,0 +1,125 @@
+"""A real ``abaco-nb serve --runtime process`` subprocess, shared by the HTTP-level tests.
+
+Used by tests/clients (real agavepy/tapipy), test_seed_curl, test_openapi and test_auth. One server
+per test session: starting it costs about a second, and every test registers its own actors, so
+they do not see each other's work. Import ``abaco_serve`` into a test module (or a conftest) to use
+it; the instance is cached at module level so several importers still share one process.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable  # the project venv's interpreter: has abaco_nb, cloudpickle, requests
+TOKEN = "test-token-abaco-nb"
+
+
+@dataclass
+class Served:
+    """A running server: its URL, token, process and data directory, plus request helpers."""
+
+    url: str
+    token: str
+    proc: subprocess.Popen[bytes]
+    data_dir: Path
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def request(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> requests.Response:
+        """``method path`` against the server, with the service token unless ``auth=False``."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if auth:
+            headers.setdefault("Authorization", f"Bearer {self.token}")
+        kwargs.setdefault("timeout", 60)
+        return requests.request(method, self.url + path, headers=headers, **kwargs)
+
+    def register(self, body: dict[str, Any], prefix: str = "/actors") -> dict[str, Any]:
+        """Register an actor and wait until it is READY; returns the actor (snake_case)."""
+        resp = self.request("POST", prefix, json=body)
+        assert resp.status_code == 200, resp.text
+        actor = resp.json()["result"]
+        return self.wait_ready(actor["id"])
+
+    def wait_ready(self, actor_id: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            actor = self.request("GET", f"/actors/{actor_id}").json()["result"]
+            if actor["status"] != "SUBMITTED" or time.monotonic() > deadline:
+                assert actor["status"] == "READY", actor
+                return actor
+            time.sleep(0.1)
+
+    def wait_execution(self, actor_id: str, execution_id: str, timeout: int = 60) -> dict[str, Any]:
+        """The execution once terminal (our long-poll ``?wait=S``)."""
+        resp = self.request("GET", f"/actors/{actor_id}/executions/{execution_id}?wait={timeout}")
+        assert resp.status_code == 200, resp.text
+        execution = resp.json()["result"]
+        assert execution["status"] in ("COMPLETE", "ERROR"), execution
+        return execution
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def python_command(code: str) -> str:
+    """A ``local:`` image that runs ``code`` with the project's interpreter (absolute path, so the
+    service's PATH does not matter); ``code`` must not contain single quotes."""
+    assert "'" not in code, "the command line is split like a shell would: avoid single quotes"
+    return f"local:{PYTHON} -c '{code}'"
+
+
+def start_serve(data_dir: Path, token: str = TOKEN, runtime: str = "process") -> Served:
+    """Start ``abaco-nb serve`` on a free loopback port and wait for its connection file."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    conn = data_dir / "conn.json"
+    log = open(data_dir / "serve.log", "wb")  # noqa: SIM115 - lives as long as the process
+    cmd = [
+        PYTHON, "-m", "server_ext.cli", "serve", "--runtime", runtime, "--db", str(data_dir / "abaco.db"),
+        "--port", "0", "--token", token, "--connection-file", str(conn),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not conn.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"abaco-nb serve did not start: {(data_dir / 'serve.log').read_text()}")
+        time.sleep(0.05)
+    info = json.loads(conn.read_text())
+    return Served(url=info["url"], token=token, proc=proc, data_dir=data_dir, info=info)
+
+
+_shared: Served | None = None
+
+
+@pytest.fixture(scope="session")
+def abaco_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The session's ``abaco-nb serve --runtime process`` (started on first use)."""
+    global _shared
+    owner = _shared is None
+    if _shared is None:
+        _shared = start_serve(tmp_path_factory.mktemp("abaco-serve"))
+    yield _shared
+    if owner and _shared is not None:
+        _shared.stop()
+        _shared = None
