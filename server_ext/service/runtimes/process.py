@@ -7,7 +7,8 @@ and ``ABACO_NB_RESULTS_SOCK``, which ``abaco_nb.actors`` honours. Which program 
 - ``local:<command line>``: that command (split like a shell would, not run by a shell);
 - ``abaco-nb/py3-func[:tag]`` (the executor image): ``python -m abaco_nb.func_runner`` with this
   service's interpreter, so the kernel's functions unpickle with the same Python and cloudpickle;
-- ``abaco-nb/test[:tag]``: the shell script of abacosamples/test;
+- ``abaco-nb/test[:tag]`` and ``abacosamples/test[:tag]``: the shell script of abacosamples/test (so the
+  seed's curl examples run unchanged without Docker);
 - anything else needs a container: the actor goes ERROR with a message saying so.
 
 The process does not inherit the service's environment (that holds the service token): only the
@@ -61,7 +62,7 @@ def command_for(image: str) -> list[str] | None:
     repo = _repo_of(image)
     if repo == "abaco-nb/py3-func":
         return [sys.executable, "-m", "abaco_nb.func_runner"]
-    if repo == "abaco-nb/test":
+    if repo in ("abaco-nb/test", "abacosamples/test"):
         return ["sh", "-c", TEST_SCRIPT]
     return None
 
