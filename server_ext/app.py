@@ -1,0 +1,301 @@
+"""The Jupyter server extension: ``c.AbacoApp`` traits, and the choice between embedded and proxy mode.
+
+Embedded (the default): the Abaco service runs inside the Jupyter server process. Its routes are under
+``{base_url}abaco/`` (``abaco/actors``, ``abaco/actors/v2/...``, ``abaco/v3/actors/...``); handlers run
+``Api.handle`` on a thread pool, so Tornado's loop never blocks. Containers call back through the
+service's unix socket, served by the standalone app (service token or execution-scoped tokens only).
+
+Proxy (``c.AbacoApp.remote_url`` set): the same routes forward to a remote Abaco v2 or Tapis v3; no
+local service, database or workers.
+
+Either way the extension puts ``ABACO_NB_URL`` and ``ABACO_NB_TOKEN`` into ``os.environ`` so kernels
+started by this server inherit them, and ``abaco_nb.connect()`` needs no arguments. The token is the
+extension's own service token (not Jupyter's, which may be empty under password auth or give access
+to far more than the Abaco routes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
+from tornado import httpserver, netutil
+from traitlets import Bool, Dict, Enum, Float, Int, Unicode, default
+
+from .handlers import JupyterAbacoHandler
+from .proxy import Proxy, RemoteConfig
+from .service.api import Api, Request, Response, envelope
+from .service.config import ServiceConfig, default_data_dir
+from .service.service import Service
+from .standalone import connection_file_path, make_app, short_socket_path, write_connection_file
+
+ENV_URL = "ABACO_NB_URL"
+ENV_TOKEN = "ABACO_NB_TOKEN"
+ENV_REMOTE_TOKEN = "ABACO_NB_REMOTE_TOKEN"
+_DEFAULTS = ServiceConfig()
+_LOOPBACK_ALIASES = {"", "0.0.0.0", "*", "localhost", "127.0.0.1"}
+
+
+class Unavailable:
+    """Answers every route with 503 and the reason the service could not start, instead of vanishing."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def handle(self, request: Request) -> Response:
+        return Response(503, envelope(None, f"The abaco-nb service is not running: {self.reason}", "error"))
+
+
+class AbacoApp(ExtensionApp):
+    """Abaco actors inside Jupyter: an embedded Abaco-compatible service, or a proxy to a remote one."""
+
+    name = "abaco"
+    description = "Abaco actors and executors in Jupyter."
+    load_other_extensions = True
+
+    # -- embedded service --------------------------------------------------------------------------
+    runtime = Enum(
+        ["auto", "docker", "process"], default_value="auto", config=True,
+        help="Where executions run: docker, process (local subprocesses), or auto (docker when an engine answers).",
+    )  # fmt: skip
+    db_path = Unicode(
+        "", config=True,
+        help="SQLite database of the embedded service (default: abaco.db under the Jupyter data dir's abaco-nb/).",
+    )  # fmt: skip
+    run_dir = Unicode("", config=True, help="Sockets and message files (default: run/ next to the database).")
+    max_run_time = Int(
+        _DEFAULTS.max_run_time, config=True, help="Seconds an execution may run; 0 or less means unlimited."
+    )
+    default_mem_limit = Unicode(
+        _DEFAULTS.default_mem_limit, allow_none=True, config=True,
+        help="Memory limit of a container unless the actor asks for another (Docker syntax, e.g. '2g').",
+    )  # fmt: skip
+    default_max_cpus = Int(
+        _DEFAULTS.default_max_cpus, allow_none=True, config=True,
+        help="CPU limit of a container in nano-CPUs (1000000000 = one CPU).",
+    )  # fmt: skip
+    max_workers_per_actor = Int(
+        _DEFAULTS.max_workers_per_actor, config=True, help="Most workers one stateless actor may have."
+    )
+    container_network = Bool(
+        _DEFAULTS.container_network, config=True, help="Give actor containers a network (off by default)."
+    )
+    sync_timeout = Float(
+        _DEFAULTS.sync_timeout, config=True, help="Seconds a synchronous message may block its request."
+    )
+    executor_idle_seconds = Float(
+        _DEFAULTS.executor_idle_seconds, config=True, help="Idle executor actors are removed after this."
+    )
+    max_body_bytes = Int(_DEFAULTS.max_body_bytes, config=True, help="Largest request body; larger get 413.")
+    case = Enum(
+        ["snake", "camel"], default_value="snake", config=True,
+        help="Key case of results unless a request asks (?case=camel).",
+    )  # fmt: skip
+    token = Unicode(
+        "", config=True,
+        help="The token kernels get in ABACO_NB_TOKEN (default: a new random one per server start). "
+        "Jupyter's own token and cookie are accepted as well.",
+    )  # fmt: skip
+    export_env = Bool(
+        True, config=True, help="Put ABACO_NB_URL and ABACO_NB_TOKEN into the environment kernels inherit."
+    )
+
+    # -- proxy mode --------------------------------------------------------------------------------
+    remote_url = Unicode(
+        "", config=True,
+        help="Forward every abaco/ route to this Abaco (e.g. https://api.tacc.utexas.edu) or Tapis "
+        "(e.g. https://tacc.tapis.io) instead of running a local service.",
+    )  # fmt: skip
+    remote_token = Unicode(
+        "", config=True,
+        help=f"Token for the remote (prefer the {ENV_REMOTE_TOKEN} environment variable). Never sent to the browser.",
+    )  # fmt: skip
+    remote_api = Enum(
+        ["v2", "v3"], default_value="v2", config=True,
+        help="v2: Agave Abaco (Authorization: Bearer, /actors/v2); v3: Tapis (X-Tapis-Token, /v3/actors).",
+    )  # fmt: skip
+    remote_prefix = Unicode("", config=True, help="The remote's actors prefix, if not the usual one.")
+    remote_headers = Dict(
+        default_value={}, config=True, help="Extra headers for the remote (e.g. X-Tapis-Tenant)."
+    )
+    remote_timeout = Float(330.0, config=True, help="Seconds to wait for the remote's answer.")
+    remote_verify = Bool(True, config=True, help="Verify the remote's TLS certificate.")
+
+    @default("token")
+    def _default_token(self) -> str:
+        return secrets.token_urlsafe(32)
+
+    # -- state -------------------------------------------------------------------------------------
+    service: Service | None = None
+    backend: Any = None
+    _unix_server: httpserver.HTTPServer | None = None
+    _connection_file: str | None = None
+    _exported: dict[str, str] = {}
+
+    @property
+    def mode(self) -> str:
+        return "proxy" if self.remote_url else "embedded"
+
+    @property
+    def mount(self) -> str:
+        """Where the routes live: ``{base_url}abaco``."""
+        assert self.serverapp is not None
+        return url_path_join(self.serverapp.base_url, "abaco")
+
+    def service_config(self) -> ServiceConfig:
+        """The traits as the service's settings."""
+        return ServiceConfig(
+            db_path=self.db_path or os.path.join(default_data_dir(), "abaco.db"),
+            run_dir=self.run_dir,
+            runtime=self.runtime,
+            max_run_time=self.max_run_time,
+            default_mem_limit=self.default_mem_limit,
+            default_max_cpus=self.default_max_cpus,
+            max_workers_per_actor=self.max_workers_per_actor,
+            container_network=self.container_network,
+            sync_timeout=self.sync_timeout,
+            executor_idle_seconds=self.executor_idle_seconds,
+            max_body_bytes=self.max_body_bytes,
+        )
+
+    def initialize_settings(self) -> None:
+        """Start the service (or the proxy) at load, so routes answer as soon as Jupyter does."""
+        if self.remote_url:
+            self.backend = self._start_proxy()
+        else:
+            try:
+                self.backend = self._start_service()
+            except Exception as exc:  # the server still starts; every route says why Abaco is missing
+                reason = f"{type(exc).__name__}: {exc}"
+                self.log.error("abaco-nb: the embedded service did not start: %s", reason)
+                self.backend = Unavailable(reason)
+        self._export_env()
+
+    def _start_proxy(self) -> Proxy:
+        token = os.environ.pop(ENV_REMOTE_TOKEN, "") or self.remote_token  # kernels need not see it
+        remote = RemoteConfig(
+            url=self.remote_url, token=token, api=self.remote_api, prefix=self.remote_prefix,
+            timeout=self.remote_timeout, headers=dict(self.remote_headers), verify=self.remote_verify,
+        )  # fmt: skip
+        self.log.info(
+            "abaco-nb: proxy mode, %s forwards to %s%s (%s)",
+            self.mount,
+            remote.url,
+            remote.prefix,
+            remote.api,
+        )
+        if not token:
+            self.log.warning(
+                "abaco-nb: no remote token (set %s); the remote will likely refuse", ENV_REMOTE_TOKEN
+            )
+        return Proxy(remote)
+
+    def _start_service(self) -> Api:
+        config = self.service_config()
+        service = Service(config)
+        api = Api(service, case=self.case)
+        # Executions call back over a unix socket (bind-mounted into containers), served by the standalone
+        # app: it accepts the service token and execution-scoped tokens, nothing from browsers.
+        socket_path = short_socket_path(config.resolved_run_dir(), "api.sock")
+        max_buffer = config.max_body_bytes + 1024 * 1024
+        unix = httpserver.HTTPServer(
+            make_app(api, self.token), max_body_size=max_buffer * 4, max_buffer_size=max_buffer
+        )
+        unix.add_socket(netutil.bind_unix_socket(socket_path, mode=0o666))
+        self._unix_server = unix
+        service.api_socket = socket_path
+        service.start()
+        self.service = service
+        self.log.info(
+            "abaco-nb: embedded service at %s (runtime %s, db %s)",
+            self.mount,
+            service.runtime.name,
+            config.db_path,
+        )
+        return api
+
+    def initialize_handlers(self) -> None:
+        settings = {
+            "api": self.backend,
+            "max_body": self.max_body_bytes,
+            "service_token": self.token,
+            "mount": self.mount,
+            "username": self.service.config.username if self.service else ServiceConfig().username,
+            "scoped": self.service.check_scoped_token if self.service else None,
+        }
+        # ExtensionApp prefixes base_url; Tornado anchors the pattern at both ends.
+        self.handlers.append((r"abaco(/.*)?", JupyterAbacoHandler, settings))
+
+    # -- telling kernels where we are --------------------------------------------------------------
+
+    def kernel_url(self) -> str | None:
+        """The URL a local kernel reaches the routes at, or None when Jupyter listens on a unix socket."""
+        app = self.serverapp
+        assert app is not None
+        if app.sock:
+            return None
+        ip = app.ip or ""
+        if ip in _LOOPBACK_ALIASES:
+            host = "127.0.0.1"
+        elif ip in ("::", "::1"):
+            host = "[::1]"
+        else:
+            host = f"[{ip}]" if ":" in ip else ip
+        scheme = "https" if app.certfile else "http"
+        return f"{scheme}://{host}:{app.port}{self.mount}"
+
+    def _export_env(self) -> None:
+        """Set (or refresh) ABACO_NB_URL/TOKEN; also write the connection file in embedded mode."""
+        url = self.kernel_url()
+        if url is None:
+            self.log.warning("abaco-nb: Jupyter listens on a unix socket; kernels must call connect(url=...)")
+            return
+        if self.export_env:
+            self._exported = {ENV_URL: url, ENV_TOKEN: self.token}
+            os.environ.update(self._exported)
+        if self.service is not None:
+            path = connection_file_path(os.path.dirname(os.path.abspath(self.service.config.db_path)))
+            info = {
+                "url": url, "token": self.token, "pid": os.getpid(), "db": self.service.config.db_path,
+                "runtime": self.service.runtime.name, "api_socket": self.service.api_socket, "jupyter": True,
+            }  # fmt: skip
+            write_connection_file(path, info)
+            self._connection_file = path
+
+    async def start_extension(self) -> None:
+        """The HTTP port is final only now (Jupyter may have moved to a free one): refresh what kernels see."""
+        self._export_env()
+
+    async def stop_extension(self) -> None:
+        """Stop the workers cleanly (running executions end with a reason; queued ones wait for the next
+        start), stop the socket, and take back what we told kernels."""
+        if self._unix_server is not None:
+            self._unix_server.stop()
+        if self.service is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.service.close)
+            self.service = None
+        if isinstance(self.backend, Proxy):
+            self.backend.close()
+        for key, value in self._exported.items():
+            if os.environ.get(key) == value:
+                del os.environ[key]
+        self._remove_connection_file()
+
+    def _remove_connection_file(self) -> None:
+        path = self._connection_file
+        if not path:
+            return
+        try:
+            with open(path) as f:
+                if json.load(f).get("pid") == os.getpid():
+                    os.unlink(path)
+        except (OSError, ValueError):
+            pass
+
+
+main = launch_new_instance = AbacoApp.launch_instance
