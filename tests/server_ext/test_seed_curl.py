@@ -17,7 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.server_ext.serve_fixture import REPO, Served, abaco_serve  # noqa: F401
+from tests.server_ext import serve_fixture
+from tests.server_ext.serve_fixture import REPO, Served
+
+abaco_serve = serve_fixture.abaco_serve  # the session's shared server
 
 SEED = REPO.parent / "shared" / "seed" / "abaco-reactors-and-executors.txt"
 
