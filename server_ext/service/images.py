@@ -75,7 +75,7 @@ ls /
 IMAGE_PACKAGE_INIT = '"""abaco-nb in-container helpers (executor image copy)."""\n'
 
 # Files copied from the real package into the image's abaco_nb package.
-IMAGE_PACKAGE_FILES = ("actors.py", "func_runner.py")
+IMAGE_PACKAGE_FILES = ("actors.py", "func_runner.py", "cell_actor_runner.py")
 
 Log = Callable[[str], Any]
 

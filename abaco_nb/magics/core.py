@@ -1,0 +1,429 @@
+"""``%abaco`` / ``%%abaco``: every Abaco operation from a notebook cell.
+
+One ``Magics`` class; each sub-command is a method ``_cmd_<name>`` that gets parsed arguments and returns
+a value with rich reprs (so ``actors = %abaco actors`` works). Every failure the user can cause —
+bad arguments, an unknown actor, a refused request, an unreachable service — becomes IPython's
+``UsageError``: one line, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+
+from ..records import ActorList, Execution, ExecutionList, MessageReceipt, WorkerList
+from . import cell_actor, sweep
+from .display import Finished, HelpText, Logs, Notice, State
+from .parsing import (
+    HelpRequested,
+    MagicError,
+    MagicParser,
+    build_parser,
+    key_values,
+    message_value,
+    split_line,
+    usage,
+)
+
+if TYPE_CHECKING:
+    from ..client import Client
+
+TERMINAL = ("COMPLETE", "ERROR")
+
+
+@magics_class
+class AbacoMagics(Magics):
+    """The ``%abaco`` line magic and the ``%%abaco`` cell magic."""
+
+    def __init__(self, shell: Any = None) -> None:
+        super().__init__(shell)
+        self.parser = build_parser()
+        self.client: Client | None = None
+        self._executors: dict[str | None, Any] = {}
+        self._names: tuple[float, list[tuple[str, str]]] = (0.0, [])
+
+    # -- entry point --------------------------------------------------------------------------------
+
+    @line_cell_magic
+    def abaco(self, line: str, cell: str | None = None) -> Any:
+        """Abaco actors from the notebook: ``%abaco help`` lists every command."""
+        try:
+            if cell is not None:
+                return self._cell(line, cell)
+            return self._line(line)
+        except HelpRequested as text:
+            return HelpText(str(text))
+        except MagicError as exc:
+            raise UsageError(f"abaco: {exc}") from None
+        except Exception as exc:
+            from ..client import AbacoAPIError
+
+            if isinstance(exc, AbacoAPIError | TimeoutError | ImportError | OSError):
+                raise UsageError(f"abaco: {exc}") from None
+            raise
+
+    def _line(self, line: str) -> Any:
+        argv = split_line(line)
+        if not argv:
+            return HelpText(usage(self.parser))
+        args = self.parser.parse_args(argv)
+        return getattr(self, f"_cmd_{args.command}")(args)
+
+    def _cell(self, line: str, cell: str) -> Any:
+        argv = split_line(line)
+        kind = argv[0] if argv else ""
+        if kind == "send":
+            args = self.parser.parse_args(argv)
+            args.message = cell if args.string else cell.strip("\n")
+            return self._cmd_send(args, cell=True)
+        if kind == "actor":
+            return self._cell_actor(self._actor_cell_parser().parse_args(argv[1:]), cell)
+        if kind == "map":
+            return self._cell_map(self._map_parser().parse_args(argv[1:]), cell)
+        raise MagicError(
+            "cell magics are %%abaco send ACTOR, %%abaco actor NAME and %%abaco map (see %abaco help)"
+        )
+
+    # -- connection and names -----------------------------------------------------------------------
+
+    def get_client(self) -> Client:
+        """The connected client; on first use, ``abaco_nb.connect()`` finds or starts a service."""
+        if self.client is None:
+            try:
+                from ..connect import connect
+            except ImportError:
+                url = os.environ.get("ABACO_NB_URL")
+                if not url:
+                    raise MagicError("not connected: %abaco connect URL --token TOKEN") from None
+                from ..client import Client
+
+                self.client = Client(url, os.environ.get("ABACO_NB_TOKEN"))
+                self.client.how = "from ABACO_NB_URL"
+            else:
+                self.client = connect()
+        return self.client
+
+    def resolve(self, ref: str) -> str:
+        """An actor id from an id or a name. Ids win; names need not be unique in Abaco, so a name shared
+        by several actors means the newest (re-running a notebook's register cell then does the obvious)."""
+        actors = self.get_client().actors()
+        self._remember(actors)
+        if any(a.get("id") == ref for a in actors):
+            return ref
+        named = sorted(
+            (a for a in actors if a.get("name") == ref), key=lambda a: str(a.field("create_time") or "")
+        )
+        if named:
+            return str(named[-1]["id"])
+        raise MagicError(f"no actor with id or name {ref!r} (%abaco actors lists them)")
+
+    def _remember(self, actors: list[Any]) -> None:
+        self._names = (time.monotonic(), [(str(a.get("id")), str(a.get("name") or "")) for a in actors])
+
+    def actor_names(self, max_age: float = 10.0) -> list[str]:
+        """Names and ids for tab completion (cached briefly; never raises)."""
+        stamp, pairs = self._names
+        if self.client is not None and time.monotonic() - stamp > max_age:
+            try:
+                self._remember(self.client.actors())
+                pairs = self._names[1]
+            except Exception:
+                pass
+        return sorted({n for pair in pairs for n in pair if n})
+
+    # -- line commands ------------------------------------------------------------------------------
+
+    def _cmd_help(self, args: argparse.Namespace) -> HelpText:
+        return HelpText(usage(self.parser, args.topic))
+
+    def _cmd_connect(self, args: argparse.Namespace) -> Client:
+        if args.url:
+            from ..client import Client
+
+            client = Client(
+                args.url, args.token, prefix=args.prefix, auth="tapis" if args.tapis else "bearer"
+            )
+            client.how = "given to %abaco connect"
+            client.actors()  # fail now, with one line, if the URL or token is wrong
+            self.client = client
+        else:
+            self.client = None
+            self.get_client()
+        self._executors.clear()
+        assert self.client is not None
+        return self.client
+
+    def _cmd_actors(self, args: argparse.Namespace) -> ActorList:
+        actors = self.get_client().actors()
+        self._remember(actors)
+        return ActorList(actors)
+
+    def _cmd_actor(self, args: argparse.Namespace) -> Any:
+        return self.get_client().actor(self.resolve(args.actor))
+
+    def _cmd_register(self, args: argparse.Namespace) -> Any:
+        client = self.get_client()
+        fields: dict[str, Any] = {"force": True} if args.force else {}
+        actor = client.register(
+            args.image,
+            args.name,
+            description=args.description,
+            default_environment=key_values(args.env, "-e"),
+            stateless=not args.stateful,
+            max_workers=args.max_workers,
+            **fields,
+        )
+        self._names = (0.0, self._names[1])
+        if args.no_wait:
+            return actor
+        actor = client.wait_until_ready(str(actor["id"]))
+        if args.workers:
+            client.add_workers(str(actor["id"]), args.workers)
+        return actor
+
+    def _cmd_update(self, args: argparse.Namespace) -> Any:
+        client = self.get_client()
+        actor_id = self.resolve(args.actor)
+        current = client.actor(actor_id)
+        fields: dict[str, Any] = {"stateless": not args.stateful}
+        if args.description is not None:
+            fields["description"] = args.description
+        if args.env:
+            fields["default_environment"] = key_values(args.env, "-e")
+        if args.max_workers is not None:
+            fields["max_workers"] = args.max_workers
+        actor = client.update(actor_id, args.image or str(current["image"]), force=args.force, **fields)
+        return client.wait_until_ready(str(actor["id"]))
+
+    def _cmd_delete(self, args: argparse.Namespace) -> Notice:
+        actor_id = self.resolve(args.actor)
+        self.get_client().delete(actor_id)
+        self._names = (0.0, [p for p in self._names[1] if p[0] != actor_id])
+        return Notice(f"actor {actor_id} deleted")
+
+    def _cmd_send(self, args: argparse.Namespace, cell: bool = False) -> Any:
+        if args.message is None:
+            raise MagicError(
+                'send needs a message: %abaco send ACTOR "text" (or the %%abaco send cell magic)'
+            )
+        client = self.get_client()
+        actor_id = self.resolve(args.actor)
+        message = args.message if args.string else message_value(args.message)
+        receipt = client.send(actor_id, message, environment=key_values(args.query, "-q"))
+        assert isinstance(receipt, MessageReceipt)  # not synchronous: always a receipt
+        if not args.wait:
+            return receipt
+        execution = self._wait(actor_id, receipt.execution_id, args.timeout)
+        return Finished(receipt, execution, Logs.of(client.logs(actor_id, receipt.execution_id), actor_id,
+                                                    receipt.execution_id))  # fmt: skip
+
+    def _wait(self, actor_id: str, execution_id: str, timeout: float) -> Execution:
+        """Long-poll until the execution ends; Ctrl-C (or the timeout) returns it as it is."""
+        client = self.get_client()
+        deadline = time.monotonic() + timeout
+        execution = client.execution(actor_id, execution_id)
+        try:
+            while execution.get("status") not in TERMINAL and time.monotonic() < deadline:
+                step = max(1, min(30, int(deadline - time.monotonic())))
+                execution = client.execution(actor_id, execution_id, wait=step)
+        except KeyboardInterrupt:
+            pass
+        return execution
+
+    def _cmd_executions(self, args: argparse.Namespace) -> ExecutionList:
+        client = self.get_client()
+        actor_id = self.resolve(args.actor)
+        summary = client.executions(actor_id).get("executions") or []
+        last = summary[-args.last :] if args.last > 0 else []
+        return ExecutionList(client.execution(actor_id, str(e["id"])) for e in last)
+
+    def _cmd_execution(self, args: argparse.Namespace) -> Execution:
+        return self.get_client().execution(self.resolve(args.actor), args.execution)
+
+    def _latest(self, actor_id: str) -> str:
+        summary = self.get_client().executions(actor_id).get("executions") or []
+        if not summary:
+            raise MagicError(f"actor {actor_id} has no executions yet")
+        return str(summary[-1]["id"])
+
+    def _cmd_logs(self, args: argparse.Namespace) -> Any:
+        client = self.get_client()
+        actor_id = self.resolve(args.actor)
+        execution_id = args.execution or self._latest(actor_id)
+        if not args.follow:
+            return Logs.of(client.logs(actor_id, execution_id), actor_id, execution_id)
+        return self._follow(actor_id, execution_id)
+
+    def _follow(self, actor_id: str, execution_id: str, interval: float = 0.5) -> Execution:
+        """Print new log output as it appears until the execution ends (Ctrl-C stops following)."""
+        client = self.get_client()
+        shown = 0
+        try:
+            while True:
+                execution = client.execution(actor_id, execution_id)
+                text = client.logs(actor_id, execution_id)
+                if len(text) > shown:
+                    sys.stdout.write(text[shown:])
+                    sys.stdout.flush()
+                    shown = len(text)
+                if execution.get("status") in TERMINAL:
+                    text = client.logs(actor_id, execution_id)  # lines written just before the end
+                    sys.stdout.write(text[shown:])
+                    sys.stdout.flush()
+                    return execution
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            return client.execution(actor_id, execution_id)
+
+    def _cmd_state(self, args: argparse.Namespace) -> State:
+        client = self.get_client()
+        actor_id = self.resolve(args.actor)
+        if args.value is not None:
+            value = message_value(args.value)
+            if isinstance(value, str):
+                try:
+                    import json
+
+                    value = json.loads(value)
+                except ValueError:
+                    pass
+            client.set_state(actor_id, value)
+        return State(actor_id, client.state(actor_id))
+
+    def _cmd_workers(self, args: argparse.Namespace) -> WorkerList:
+        client = self.get_client()
+        actor_id = self.resolve(args.actor)
+        if args.num is not None:
+            if args.num < 1:
+                raise MagicError("--num must be at least 1")
+            client.add_workers(actor_id, args.num)
+        return WorkerList(client.workers(actor_id))
+
+    def _cmd_cancel(self, args: argparse.Namespace) -> Notice:
+        actor_id = self.resolve(args.actor)
+        return Notice(self.get_client().cancel(actor_id, args.execution) or "cancelled")
+
+    def _cmd_dashboard(self, args: argparse.Namespace) -> Any:
+        from ..widgets.dashboard import Dashboard
+
+        return Dashboard(self.get_client(), interval=args.interval)
+
+    # -- cell commands ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _actor_cell_parser() -> MagicParser:
+        p = MagicParser(prog="%%abaco actor", add_help=True)
+        p.add_argument("name", help="actor name (re-running the cell updates that actor)")
+        p.add_argument("--stateful", action="store_true")
+        p.add_argument("--handler", help="the function to call (default: handler, or the only function)")
+        p.add_argument("-e", "--env", action="append", metavar="KEY=VALUE")
+        p.add_argument("--description", "-d", default="")
+        p.add_argument("--max-workers", type=int)
+        p.add_argument(
+            "--image", default=cell_actor.CELL_IMAGE, help="image with the runner (default py3-func)"
+        )
+        return p
+
+    def _cell_actor(self, args: argparse.Namespace, cell: str) -> Any:
+        client = self.get_client()
+        handler = cell_actor.handler_name(cell, args.handler)
+        env = cell_actor.cell_environment(cell, handler, key_values(args.env, "-e"))
+        existing = [a for a in client.actors() if a.get("name") == args.name]
+        fields: dict[str, Any] = {"description": args.description or f"%%abaco actor cell ({handler})"}
+        if args.max_workers is not None:
+            fields["max_workers"] = args.max_workers
+        if existing:
+            actor = client.update(str(existing[0]["id"]), args.image, stateless=not args.stateful,
+                                  default_environment=env, **fields)  # fmt: skip
+        else:
+            actor = client.register(args.image, args.name, stateless=not args.stateful, default_environment=env,
+                                    **fields)  # fmt: skip
+        self._names = (0.0, self._names[1])
+        return client.wait_until_ready(str(actor["id"]))
+
+    @staticmethod
+    def _map_parser() -> MagicParser:
+        p = MagicParser(prog="%%abaco map", add_help=True)
+        p.add_argument("axes", nargs="*", metavar="NAME=VALUES", help="a parameter and a Python expression")
+        p.add_argument("--grid", help="a Python expression giving {name: values}")
+        p.add_argument("-o", "--out", metavar="VAR", help="also store the Sweep in this variable")
+        p.add_argument("--wait", action="store_true", help="block until every point has finished")
+        p.add_argument("--image", help="executor image (default: the executor's)")
+        p.add_argument("--no-progress", action="store_true", help="no progress widget")
+        return p
+
+    def _evaluate(self, expression: str, what: str) -> Any:
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        try:
+            return eval(expression, namespace)  # the user's own expression, in the user's namespace
+        except Exception as exc:
+            raise MagicError(f"cannot evaluate {what} {expression!r}: {type(exc).__name__}: {exc}") from None
+
+    def executor(self, image: str | None = None) -> Any:
+        """One AbacoExecutor per image for the session (registering one takes a moment)."""
+        if image not in self._executors:
+            from ..executor import AbacoExecutor
+
+            self._executors[image] = AbacoExecutor(client=self.get_client(), image=image)
+        return self._executors[image]
+
+    def _cell_map(self, args: argparse.Namespace, cell: str) -> sweep.Sweep:
+        axes: dict[str, Any] = {}
+        if args.grid:
+            value = self._evaluate(args.grid, "--grid")
+            if not isinstance(value, dict):
+                raise MagicError("--grid must evaluate to a dict of {name: values}")
+            axes.update(value)
+        for item in args.axes:
+            name, sep, expression = item.partition("=")
+            if not sep or not name.isidentifier():
+                raise MagicError(f"parameters are NAME=VALUES, got {item!r}")
+            axes[name] = self._evaluate(expression, name)
+        if not axes:
+            raise MagicError("%%abaco map needs at least one NAME=VALUES (e.g. x=range(10))")
+        for name, values in axes.items():
+            try:
+                axes[name] = list(values)
+            except TypeError:
+                raise MagicError(
+                    f"{name} must be a list or another iterable, got {type(values).__name__}"
+                ) from None
+        points = sweep.grid(axes)
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        fn = sweep.point_function(cell, list(axes), namespace)
+        futures = self._map(fn, points, args)
+        progress = None
+        if not args.no_progress and not args.wait:
+            from ..widgets.progress import ExecutorProgress
+
+            progress = ExecutorProgress(futures, description="sweep points")
+            from IPython.display import display
+
+            display(progress)
+        result = sweep.Sweep(points, futures, progress)
+        if args.wait:
+            try:
+                result.wait()
+            except KeyboardInterrupt:
+                pass
+        if args.out and self.shell is not None:
+            self.shell.user_ns[args.out] = result
+        return result
+
+    def _map(self, fn: Any, points: list[dict[str, Any]], args: argparse.Namespace) -> list[Any]:
+        import inspect
+
+        executor = self.executor(args.image)
+        kwargs: dict[str, Any] = {}
+        try:
+            if "progress" in inspect.signature(executor.map).parameters:
+                kwargs["progress"] = False  # this magic shows its own widget
+        except (TypeError, ValueError):
+            pass
+        return list(executor.map(fn, [(p,) for p in points], **kwargs))

@@ -1,0 +1,202 @@
+"""Argument parsing for ``%abaco``: one argparse sub-command per operation, close to curl/agavepy.
+
+argparse normally prints to stderr and calls ``sys.exit``; in a kernel that is a ``SystemExit`` traceback.
+``MagicParser`` turns every parse problem into ``MagicError`` (one readable line) and ``--help`` into
+``HelpRequested`` carrying the text, so the magic can show it as output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from typing import Any, NoReturn
+
+
+class MagicError(Exception):
+    """Bad arguments or a refused request: shown as one line in the notebook, no traceback."""
+
+
+class HelpRequested(Exception):
+    """``-h``/``--help`` was given: the exception carries the help text."""
+
+
+class MagicParser(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of printing and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise MagicError(f"{self.prog}: {message} (see %abaco help {self.prog.split()[-1]})")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            raise MagicError(message.strip())
+        raise HelpRequested(self.format_help())
+
+    def print_help(self, file: Any = None) -> None:
+        raise HelpRequested(self.format_help())
+
+
+def key_values(pairs: list[str] | None, option: str) -> dict[str, str]:
+    """``["key1=value1", ...]`` -> dict; a pair without ``=`` is a one-line error naming the option."""
+    result: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise MagicError(f"{option} expects KEY=VALUE, got {pair!r}")
+        result[key] = value
+    return result
+
+
+def message_value(text: str) -> str | dict[str, Any] | list[Any]:
+    """A message as the user typed it: JSON (object or array) when it parses as one, else the string."""
+    stripped = text.strip()
+    if stripped[:1] in ("{", "["):
+        try:
+            value = json.loads(stripped)
+        except ValueError:
+            return text
+        if isinstance(value, dict | list):
+            return value
+    return text
+
+
+def split_line(line: str) -> list[str]:
+    """Split like a shell, with a clear error for an unbalanced quote."""
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise MagicError(f"cannot parse the arguments: {exc}") from None
+
+
+def build_parser() -> MagicParser:
+    """The whole ``%abaco`` grammar. ``%abaco help`` is generated from it."""
+    root = MagicParser(prog="%abaco", add_help=False, description="Abaco actors from a notebook.")
+    sub = root.add_subparsers(dest="command", parser_class=MagicParser, metavar="COMMAND")
+
+    def add(name: str, help_text: str, **kw: Any) -> MagicParser:
+        return sub.add_parser(name, help=help_text, description=help_text, **kw)  # type: ignore[no-any-return]
+
+    p = add("connect", "Connect to an Abaco service (no URL: find or start one with abaco_nb.connect()).")
+    p.add_argument("url", nargs="?", help="base URL, e.g. http://127.0.0.1:8888/abaco")
+    p.add_argument("--token", "-t", help="API token (Bearer; X-Tapis-Token with --tapis)")
+    p.add_argument("--prefix", default="/actors", help="route prefix: /actors, /actors/v2 or /v3/actors")
+    p.add_argument("--tapis", action="store_true", help="Tapis v3 authentication (X-Tapis-Token)")
+
+    add("actors", "List actors.")
+
+    p = add("actor", "Show one actor.")
+    p.add_argument("actor", help="actor id or name")
+
+    p = add("register", "Register an actor from an image.")
+    p.add_argument("image", help="Docker image, e.g. abaco-nb/test")
+    p.add_argument("--name", "-n", help="actor name (you can then use it instead of the id)")
+    p.add_argument("--description", "-d", help="free text")
+    p.add_argument("-e", "--env", action="append", metavar="KEY=VALUE", help="default environment (repeat)")
+    p.add_argument("--stateful", action="store_true", help="a stateful actor (one worker, has state)")
+    p.add_argument("--max-workers", type=int, help="upper bound on workers for a stateless actor")
+    p.add_argument("--workers", "-w", type=int, help="start this many workers once READY")
+    p.add_argument("--force", action="store_true", help="always pull the image before starting workers")
+    p.add_argument("--no-wait", action="store_true", help="return at once instead of waiting until READY")
+
+    p = add("update", "Update an actor (a full replacement, as in Abaco: omitted fields are reset).")
+    p.add_argument("actor", help="actor id or name")
+    p.add_argument("image", nargs="?", help="new image (default: the current one)")
+    p.add_argument("--description", "-d")
+    p.add_argument("-e", "--env", action="append", metavar="KEY=VALUE", help="default environment (repeat)")
+    p.add_argument("--stateful", action="store_true")
+    p.add_argument("--max-workers", type=int)
+    p.add_argument("--force", action="store_true", help="restart workers even when the image is unchanged")
+
+    p = add("delete", "Delete an actor.")
+    p.add_argument("actor", help="actor id or name")
+
+    p = add("send", "Send a message: a string, or JSON when it parses as an object or array.")
+    p.add_argument("actor", help="actor id or name")
+    p.add_argument("message", nargs="?", help="the message (cell body for %%%%abaco send)")
+    p.add_argument(
+        "-q", "--query", action="append", metavar="KEY=VALUE", help="environment override (repeat)"
+    )
+    p.add_argument("--wait", action="store_true", help="block until the execution ends and show its logs")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait with --wait (default 300)")
+    p.add_argument("--string", action="store_true", help="send as a string even if it looks like JSON")
+
+    p = add("executions", "List an actor's executions (oldest first).")
+    p.add_argument("actor", help="actor id or name")
+    p.add_argument("--last", "-l", type=int, default=20, help="show details of the last N (default 20)")
+
+    p = add("execution", "Show one execution.")
+    p.add_argument("actor", help="actor id or name")
+    p.add_argument("execution", help="execution id")
+
+    p = add("logs", "An execution's logs.")
+    p.add_argument("actor", help="actor id or name")
+    p.add_argument("execution", nargs="?", help="execution id (default: the latest)")
+    p.add_argument("--follow", "-f", action="store_true", help="stream until the execution ends")
+
+    p = add("state", "Get an actor's state, or set it (JSON, else a string).")
+    p.add_argument("actor", help="actor id or name")
+    p.add_argument("value", nargs="?", help="new state as JSON")
+
+    p = add("workers", "List an actor's workers, or scale them with --add/--num.")
+    p.add_argument("actor", help="actor id or name")
+    p.add_argument("--num", "-n", type=int, help="ensure at least this many workers")
+
+    p = add("cancel", "Stop a running execution or drop a queued one.")
+    p.add_argument("actor", help="actor id or name")
+    p.add_argument("execution", help="execution id")
+
+    p = add("dashboard", "A live dashboard of actors, executions, logs, workers and a timeline.")
+    p.add_argument("--interval", type=float, default=2.0, help="refresh period in seconds (default 2)")
+
+    p = add("help", "This help, or one command's (%abaco help send).")
+    p.add_argument("topic", nargs="?")
+    return root
+
+
+CELL_HELP = """\
+Cell magics:
+  %%abaco send ACTOR [-q KEY=VALUE] [--wait]
+      The cell body is the message; JSON when it parses as an object or array.
+  %%abaco actor NAME [--stateful] [--handler FUNC] [-e KEY=VALUE]
+      The cell defines a Python handler; it becomes an actor with no image to build (it runs in the
+      executor image abaco-nb/py3-func, or as a local process). The handler is FUNC, else `handler`,
+      else the only function in the cell. It is called as handler(), handler(context) or
+      handler(message, context), where context is abaco_nb.actors.get_context(); a return value
+      other than None is sent as the execution's result. Use abaco_nb.actors.update_state for state.
+  %%abaco map NAME=VALUES [NAME=VALUES ...] [--grid EXPR] [-o VAR] [--wait] [--image IMAGE]
+      A parameter sweep with AbacoExecutor.map over the product of the value lists (Python
+      expressions evaluated in the notebook). The cell body is evaluated once per point, with the
+      parameters as variables; its last expression is the result. Shows a progress bar; returns a Sweep
+      (its .results fill in as executions finish; .wait() blocks; .table() lists params and results).
+"""
+
+SUB_PARSERS_ORDER = (
+    "connect actors actor register update delete send executions execution logs state workers cancel "
+    "dashboard help"
+).split()
+
+
+def usage(parser: MagicParser, topic: str | None = None) -> str:
+    """``%abaco help [topic]``: every command's usage and one line of description, then the cell magics."""
+    sub = _subparsers(parser)
+    if topic:
+        if topic.lstrip("%") in ("send-cell", "actor", "map", "cell"):
+            return CELL_HELP
+        if topic not in sub:
+            raise MagicError(f"no command {topic!r}; commands: {', '.join(SUB_PARSERS_ORDER)}")
+        return sub[topic].format_help()
+    lines = ["%abaco COMMAND [ARGS] — actors are referred to by id or by name.", "", "Line magics:"]
+    for name in SUB_PARSERS_ORDER:
+        p = sub[name]
+        text = p.format_usage().replace("usage: ", "").strip()
+        lines.append(f"  {text}")
+        lines.append(f"      {p.description}")
+    lines += ["", CELL_HELP, "%abaco help COMMAND shows a command's options."]
+    return "\n".join(lines)
+
+
+def _subparsers(parser: MagicParser) -> dict[str, MagicParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
