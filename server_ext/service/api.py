@@ -22,6 +22,7 @@ from .service import VERSION, Service
 from .tokens import Scope
 
 JSON = "application/json"
+RESULT_FRAMES = "application/x-abaco-nb-frames"
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
@@ -115,6 +116,7 @@ _route(f"/actors/{_ID}/executions/wait", POST="wait_executions")
 _route(f"/actors/{_ID}/executions/{_EID}", GET="get_execution", DELETE="force_quit")
 _route(f"/actors/{_ID}/executions/{_EID}/logs", GET="get_logs")
 _route(f"/actors/{_ID}/executions/{_EID}/results", GET="get_result")
+_route(f"/actors/{_ID}/image_versions", GET="image_versions")
 _route(f"/actors/{_ID}/state", GET="get_state", POST="set_state")
 _route(f"/actors/{_ID}/workers", GET="list_workers", POST="add_workers")
 _route(f"/actors/{_ID}/workers/(?P<worker_id>[^/]+)", GET="get_worker", DELETE="delete_worker")
@@ -346,7 +348,12 @@ class Api:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
             raise AbacoError("Invalid ids: expected a non-empty list of execution ids.")
         timeout = min(float(parse_int(body.get("timeout", 30), "timeout", minimum=0)), 300.0)
-        done = self.service.wait(params["actor_id"], ids, timeout)
+        newer_than = body.get("newer_than")  # also wake for executions sent after these (the executor)
+        if newer_than is not None and (
+            not isinstance(newer_than, list) or not all(isinstance(i, str) for i in newer_than)
+        ):
+            raise AbacoError("Invalid newer_than: expected a list of execution ids.")
+        done = self.service.wait(params["actor_id"], ids, timeout, newer_than)
         return self._ok(request, [self._execution_view(request, e) for e in done], "Finished executions.")
 
     def _force_quit(self, request: Request, params: dict[str, str]) -> Response:
@@ -361,8 +368,21 @@ class Api:
         return self._ok(request, {"logs": logs, "_links": links}, "Logs retrieved successfully.")
 
     def _get_result(self, request: Request, params: dict[str, str]) -> Response:
+        if request.query.get("_abaco_nb_all", ["false"])[-1].lower() in ("1", "true"):
+            # Ours: every result of the execution, read or not, without consuming any; each frame as an
+            # 8-byte big-endian length then its bytes. The executor reads results this way, so a re-run
+            # or a restarted kernel gets them again.
+            frames = self.service.all_results(params["actor_id"], params["execution_id"])
+            body = b"".join(len(f).to_bytes(8, "big") + f for f in frames)
+            return Response(200, body, RESULT_FRAMES)
         data = self.service.pop_result(params["actor_id"], params["execution_id"])
         return Response(200, data, "application/octet-stream")
+
+    def _image_versions(self, request: Request, params: dict[str, str]) -> Response:
+        """Ours: the Python and cloudpickle versions of the actor's image (null when it declares none),
+        so the executor refuses a mismatch before anything runs."""
+        versions = self.service.image_versions(params["actor_id"])
+        return self._ok(request, versions, "Image versions retrieved.")
 
     # -- state and workers --------------------------------------------------------------------------
 

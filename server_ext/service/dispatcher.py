@@ -401,17 +401,22 @@ class Dispatcher:
             except Exception:
                 log.exception("completion listener failed")
 
-    def wait_finished(self, execution_ids: list[str], timeout: float) -> list[Execution]:
+    def wait_finished(
+        self,
+        execution_ids: list[str],
+        timeout: float,
+        also: Callable[[], list[Execution]] | None = None,
+    ) -> list[Execution]:
         """Block until at least one of the executions is terminal (or the timeout); return the terminal
-        ones. The long-poll behind our executor: no polling loop in the client."""
+        ones. The long-poll behind our executor: no polling loop in the client. ``also`` adds more
+        executions worth waking for (the executor's messages sent after its poll began)."""
         deadline = time.monotonic() + timeout
         while True:
             with self._finished:
-                done = [
-                    e
-                    for e in (self.store.get_execution(eid) for eid in execution_ids)
-                    if e is not None and e.status in ("COMPLETE", "ERROR")
-                ]
+                done = self.store.finished_among(execution_ids)
+                if also is not None:
+                    seen = {e.id for e in done}
+                    done += [e for e in also() if e.id not in seen]
                 remaining = deadline - time.monotonic()
                 if done or remaining <= 0:
                     return done

@@ -33,6 +33,7 @@ from .tokens import Scope, TokenBook
 
 log = logging.getLogger("abaco_nb.service")
 VERSION = "abaco-nb-0.1.0"
+EXECUTOR_HINT = "abaco_nb_executor"  # actors an AbacoExecutor registers; removed when idle
 
 
 def make_runtime(config: ServiceConfig) -> Runtime:
@@ -98,14 +99,35 @@ class Service:
         self.store.close()
 
     def _janitor(self) -> None:
-        """Expire logs and old results once a minute."""
-        while not self._janitor_stop.wait(60):
+        """Expire logs and old results, and remove idle executor actors, once a minute (more often when
+        the executor idle time is configured shorter than a few minutes)."""
+        interval = max(0.5, min(60.0, self.config.executor_idle_seconds / 4))
+        while not self._janitor_stop.wait(interval):
             try:
                 t = now()
                 self.store.purge_expired_logs(t)
                 self.store.purge_results_before(t - self.config.results_ttl)
+                self.remove_idle_executors(t)
             except Exception:
                 log.exception("janitor pass failed")
+
+    def remove_idle_executors(self, t: float) -> list[str]:
+        """Delete actors registered by an AbacoExecutor (hint ``abaco_nb_executor``) that have had
+        nothing queued or running for ``executor_idle_seconds``: the seed's promised idle clean-up."""
+        removed = []
+        for actor in self.store.list_actors():
+            if EXECUTOR_HINT not in actor.reg.hints or actor.status == "SHUTTING_DOWN":
+                continue
+            active, last = self.store.actor_activity(actor.id)
+            idle_since = max(last or 0.0, actor.last_update_time or 0.0, actor.create_time or 0.0)
+            if active == 0 and t - idle_since > self.config.executor_idle_seconds:
+                log.info("removing executor actor %s, idle for %.0f s", actor.id, t - idle_since)
+                try:
+                    self.delete(actor.id)
+                except NotFound:
+                    continue
+                removed.append(actor.id)
+        return removed
 
     def _api_for_executions(self) -> tuple[str, str | None]:
         """What an execution gets as ``_abaco_api_server``: our unix socket, at the container path for
@@ -275,9 +297,38 @@ class Service:
         self.get_execution(actor_id, execution_id)
         return self.store.all_results(execution_id)
 
-    def wait(self, actor_id: str, execution_ids: list[str], timeout: float) -> list[Execution]:
+    def wait(
+        self, actor_id: str, execution_ids: list[str], timeout: float, newer_than: list[str] | None = None
+    ) -> list[Execution]:
+        """Long-poll until one of ``execution_ids`` ends; with ``newer_than`` also wake for any of the
+        actor's executions submitted after the newest of those ids (ours, for the executor)."""
         self.get_actor(actor_id)
-        return self.dispatcher.wait_finished(execution_ids, timeout)
+        also = None
+        if newer_than:
+            marks = list(newer_than)
+            also = lambda: self.store.finished_newer_than(actor_id, marks)  # noqa: E731
+        return self.dispatcher.wait_finished(execution_ids, timeout, also)
+
+    def image_versions(self, actor_id: str) -> dict[str, str] | None:
+        """Python and cloudpickle of the actor's image (ours, for the executor's pre-flight check):
+        the image labels on Docker; on the process runtime the service's own interpreter, which is what
+        runs ``abaco-nb/py3-func`` there. None when the image declares nothing."""
+        actor = self.get_actor(actor_id)
+        from . import images
+
+        if self.runtime.name == "docker":
+            client = getattr(self.runtime, "client", None)
+            try:
+                return images.image_versions(actor.reg.image, docker_client=client)
+            except Exception:
+                return None
+        from .runtimes.process import command_for
+
+        command = command_for(actor.reg.image)
+        if command and command[-1] == "abaco_nb.func_runner":
+            python, cloudpickle = images.kernel_versions()
+            return {"python": python, "cloudpickle": cloudpickle}
+        return None
 
     # -- state and workers --------------------------------------------------------------------------
 

@@ -294,6 +294,59 @@ class Store:
             ).fetchall()
         return [bytes(r[0]) for r in rows]
 
+    # -- the executor's long-poll and idle removal (ours) ------------------------------------------
+
+    def finished_among(self, execution_ids: list[str]) -> list[Execution]:
+        """The terminal executions among ``execution_ids``, in one query (a long-poll re-checks often)."""
+        found: list[Execution] = []
+        with self._lock:
+            for start in range(0, len(execution_ids), 500):
+                batch = execution_ids[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                found += [
+                    _execution_from_json(r[0])
+                    for r in self._db.execute(
+                        f"SELECT data FROM executions WHERE id IN ({marks}) "
+                        "AND status IN ('COMPLETE', 'ERROR') ORDER BY seq",
+                        batch,
+                    ).fetchall()
+                ]
+        return found
+
+    def finished_newer_than(self, actor_id: str, execution_ids: list[str]) -> list[Execution]:
+        """Terminal executions of the actor submitted after the newest of ``execution_ids``: lets a
+        long-poll also cover messages its client sent after the poll began."""
+        if not execution_ids:
+            return []
+        marks = ",".join("?" * len(execution_ids))
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT MAX(seq) FROM executions WHERE id IN ({marks})", execution_ids
+            ).fetchone()
+            if row is None or row[0] is None:
+                return []
+            rows = self._db.execute(
+                "SELECT data FROM executions WHERE actor_id=? AND seq>? AND status IN ('COMPLETE', 'ERROR') "
+                "ORDER BY seq",
+                (actor_id, row[0]),
+            ).fetchall()
+        return [_execution_from_json(r[0]) for r in rows]
+
+    def actor_activity(self, actor_id: str) -> tuple[int, float | None]:
+        """``(executions not yet terminal, time of the newest execution's last event)``."""
+        with self._lock:
+            active = self._db.execute(
+                "SELECT COUNT(*) FROM executions WHERE actor_id=? AND status NOT IN ('COMPLETE', 'ERROR')",
+                (actor_id,),
+            ).fetchone()[0]
+            row = self._db.execute(
+                "SELECT data FROM executions WHERE actor_id=? ORDER BY seq DESC LIMIT 1", (actor_id,)
+            ).fetchone()
+        if row is None:
+            return int(active), None
+        last = _execution_from_json(row[0])
+        return int(active), last.finish_time or last.start_time or last.message_received_time
+
     def purge_results_before(self, created: float) -> int:
         with self._tx() as db:
             return db.execute("DELETE FROM results WHERE created < ?", (created,)).rowcount

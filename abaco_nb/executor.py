@@ -1,0 +1,769 @@
+"""AbacoExecutor: run Python functions in an Abaco actor, as ``concurrent.futures`` futures.
+
+The seed's surface (``blocking_call``, ``submit``, ``map``, ``delete``; results as the list ``[14]``) plus
+what neither agavepy nor the peers offer together (DESIGN §6):
+
+* responses are real ``concurrent.futures.Future`` objects (``as_completed``, ``wait``, callbacks,
+  ``exception()``); ``cancel()`` drops a queued call and stops a running one (``DELETE`` execution);
+* completion is long-polled by **one** watcher thread per executor (``POST .../executions/wait``), never
+  a 0.5 s poll per future;
+* a remote exception is re-raised with its original type and message, chained to the remote traceback
+  (as ``ProcessPoolExecutor`` does), or as :class:`RemoteError` when the type cannot be rebuilt;
+* ``map`` packs many calls into one execution (chunks) and shows a progress bar;
+* per-call time limits run in the runner and, as a backstop, in the service (``_abaco_nb_timeout``);
+* results are read without consuming them, so :meth:`AbacoExecutor.reload` gets them again later.
+
+The wire format (messages and result frames) lives in :mod:`abaco_nb.func_runner`, next to the runner.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures as cf
+import json
+import math
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from . import func_runner as wire
+from .client import AbacoAPIError, AbacoConnectionError, Client
+
+EXECUTOR_HINT = "abaco_nb_executor"  # the service removes idle actors with this hint
+FUNC_IMAGE = "abaco-nb/py3-func"
+RESULT_FRAMES = "application/x-abaco-nb-frames"
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # the service's default max_body_bytes
+CHUNK_TARGET_BYTES = 64 * 1024 * 1024  # map splits chunks whose pickled payload is larger
+POLL_SECONDS = 30  # one long-poll's server-side timeout
+LOST_AFTER = 120.0  # seconds without reaching the service before pending futures fail
+LOG_TAIL_LINES = 20
+
+
+def kernel_versions() -> dict[str, str]:
+    """What this kernel pickles with; the image must match (Python minor, cloudpickle)."""
+    import cloudpickle
+
+    return {"python": f"{sys.version_info[0]}.{sys.version_info[1]}", "cloudpickle": cloudpickle.__version__}
+
+
+def default_image() -> str:
+    """The executor image built for this kernel by ``abaco-nb images build``, e.g.
+    ``abaco-nb/py3-func:3.11-3.1.3`` (same tag as ``server_ext.service.images.expected_func_image``)."""
+    v = kernel_versions()
+    return f"{FUNC_IMAGE}:{v['python']}-{v['cloudpickle']}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------------------
+
+
+class RemoteTraceback(Exception):
+    """Carries the remote traceback text; set as ``__cause__`` of a re-raised remote exception so the
+    notebook shows the frames that failed in the container (the same trick as ProcessPoolExecutor)."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb.rstrip()}\n"""'
+
+
+class RemoteError(Exception):
+    """A remote call failed and its exception could not be rebuilt in the kernel (or it ended without
+    a result). ``type_name``, ``remote_traceback``, ``execution_id`` keep the facts."""
+
+    def __init__(
+        self, type_name: str, message: str, remote_traceback: str = "", execution_id: str = ""
+    ) -> None:
+        super().__init__(f"{type_name}: {message}" if type_name else message)
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+        self.execution_id = execution_id
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this instead of the kernel-side frames, which say nothing about the failure."""
+        where = f" (execution {self.execution_id})" if self.execution_id else ""
+        lines = [f"Remote call failed{where}:"]
+        lines += (self.remote_traceback or str(self)).rstrip().splitlines()
+        return lines
+
+
+class RemoteTimeoutError(RemoteError, TimeoutError):
+    """The call ran longer than its time limit and was stopped (by the runner or the service)."""
+
+
+class AbacoExecutionError(RemoteError):
+    """The execution ended without a result for this call: stopped, crashed, out of memory, deleted."""
+
+
+class VersionMismatchError(RuntimeError):
+    """The image's Python or cloudpickle differs from the kernel's; nothing was run."""
+
+
+def _rebuild_error(body: bytes, execution_id: str) -> BaseException:
+    """An error frame back into an exception: the original type when it unpickles, else RemoteError."""
+    import pickle
+
+    info = pickle.loads(body)
+    tb = str(info.get("traceback") or "")
+    exc: BaseException | None = None
+    if info.get("exception"):
+        try:
+            exc = pickle.loads(info["exception"])
+        except Exception:
+            exc = None
+    if info.get("type") == "CallTimeout":  # the runner's per-call limit
+        exc = RemoteTimeoutError("TimeoutError", info["message"], tb, execution_id)
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(str(info.get("type", "")), str(info.get("message", "")), tb, execution_id)
+    if tb and not isinstance(exc, RemoteError):
+        exc.__cause__ = RemoteTraceback(tb)
+    return exc
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Responses
+# ---------------------------------------------------------------------------------------------------------
+
+
+class AbacoAsyncResponse(cf.Future):  # type: ignore[type-arg]
+    """The future of one call. ``result()`` is the list of the call's results (``[20]``), as in agavepy.
+
+    ``done()`` answers from memory (the executor's watcher completes it); ``running()`` is ``not done()``
+    as in agavepy; ``cancel()`` works until the call has finished, including while it runs.
+    """
+
+    def __init__(self, executor: AbacoExecutor, execution_id: str, index: int | None) -> None:
+        super().__init__()
+        self._executor = executor
+        self.actor_id = executor.actor_id
+        self.execution_id = execution_id
+        self.index = index  # position of the call in its execution's chunk; None: the whole execution
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self.cancelled() else "done" if self.done() else "pending"
+        where = f"{self.execution_id}" + (f"[{self.index}]" if self.index else "")
+        return f"<AbacoAsyncResponse {where} {state}>"
+
+    def _repr_html_(self) -> str:
+        colour = {"done": "green", "pending": "orange", "cancelled": "grey"}
+        state = "cancelled" if self.cancelled() else "done" if self.done() else "pending"
+        if state == "done" and self.exception() is not None:
+            state, colour["failed"] = "failed", "red"
+        return (
+            f"<b>AbacoAsyncResponse</b> execution <code>{self.execution_id}</code>"
+            f"{'' if self.index is None else f' call {self.index}'} "
+            f"<span style='color:{colour[state]}'>{state}</span>"
+        )
+
+    def running(self) -> bool:
+        return not self.done()
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            return False
+        self._executor._cancelled(self)
+        return True
+
+    def logs(self) -> str:
+        """The execution's logs (stdout and stderr of the container or process)."""
+        return self._executor.client.logs(self.actor_id, self.execution_id)
+
+    def execution(self) -> Any:
+        """The execution record (status, exit code, runtime...)."""
+        return self._executor.client.execution(self.actor_id, self.execution_id)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Progress
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """A tqdm.auto bar (a widget in a notebook, text elsewhere) advanced by done-callbacks."""
+
+    def __init__(self, responses: Sequence[AbacoAsyncResponse], desc: str) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=len(responses), desc=desc, unit="call")
+        self._lock = threading.Lock()
+        self._left = len(responses)
+        for r in responses:
+            r.add_done_callback(self._one)
+
+    def _one(self, response: cf.Future) -> None:  # type: ignore[type-arg]
+        with self._lock:
+            self._bar.update(1)
+            self._left -= 1
+            if response.cancelled() or response.exception() is not None:
+                self._bar.set_postfix_str("failures or cancellations", refresh=False)
+            if self._left == 0:
+                self._bar.close()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The executor
+# ---------------------------------------------------------------------------------------------------------
+
+_LIVE: weakref.WeakSet[AbacoExecutor] = weakref.WeakSet()
+
+
+@atexit.register
+def _at_exit() -> None:
+    """Interpreter exit (a kernel restart or shutdown): stop every unfinished call, so no container
+    keeps running for a kernel that is gone. The actor and its results stay for ``reload``."""
+    for executor in list(_LIVE):
+        try:
+            executor._exit()
+        except Exception:
+            pass
+
+
+def _default_client() -> Client:
+    try:
+        from .connect import connect  # the Jupyter-extension side's discovery, when present
+    except ImportError:
+        connect = None
+    if connect is not None:
+        return connect()  # type: ignore[no-any-return]
+    url = os.environ.get("ABACO_NB_URL")
+    if url:
+        return Client(url, os.environ.get("ABACO_NB_TOKEN"))
+    raise ValueError(
+        "AbacoExecutor needs a service: pass client=abaco_nb.Client(url, token=...), or run in Jupyter "
+        "with the abaco-nb extension (which sets ABACO_NB_URL)"
+    )
+
+
+class AbacoExecutor(cf.Executor):
+    """Run functions in an executor actor. ``AbacoExecutor(client=None, image=None, ...)``.
+
+    ``image``: an image built FROM ``abaco-nb/py3-func`` (default: the one built for this kernel).
+    ``max_workers``: executions run in parallel (the actor's ``max_workers``). ``timeout``: seconds a call
+    may run (runner and service enforce it). ``chunksize``: calls per execution in ``map`` (default
+    automatic). ``progress``: show a bar in ``map``. ``actor_id``: use an existing executor actor.
+    ``cancel_on_exit``: at interpreter exit stop unfinished calls (default True).
+    """
+
+    def __init__(
+        self,
+        client: Client | None = None,
+        image: str | None = None,
+        *,
+        actor_id: str | None = None,
+        max_workers: int | None = None,
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        progress: bool = True,
+        cancel_on_exit: bool = True,
+        name: str = EXECUTOR_HINT,
+        check_versions: bool = True,
+        ready_timeout: float = 120.0,
+    ) -> None:
+        if client is not None and not isinstance(client, Client):
+            raise TypeError(
+                f"client must be an abaco_nb.Client, not {type(client).__name__}; for agavepy's Agave "
+                "client use agavepy.actors.AbacoExecutor"
+            )
+        self.client = client or _default_client()
+        self.timeout = timeout
+        self.chunksize = chunksize
+        self.progress = progress
+        self.cancel_on_exit = cancel_on_exit
+        self.timeout_grace = 5.0  # the service's backstop limit is the call's limit plus this
+        self.versions = kernel_versions()
+        self._lock = threading.Condition()
+        self._send_lock = threading.Lock()
+        self._pending: dict[str, list[AbacoAsyncResponse]] = {}
+        self._sizes: dict[str, int] = {}  # execution id -> calls in its chunk, in submission order
+        self._newest = ""
+        self._foreign: list[str] = []
+        self._watcher: threading.Thread | None = None
+        self._closed = False
+        self.deleted = False
+        self.startup_seconds = 0.0
+        t0 = time.monotonic()
+        if actor_id is None:
+            self.image = image or default_image()
+            fields: dict[str, Any] = {"hints": [EXECUTOR_HINT], "token": False}
+            actor = self.client.register(
+                self.image, name=name, stateless=True, max_workers=max_workers, **fields
+            )
+            self.actor_id = str(actor.id)
+        else:
+            self.actor_id = actor_id
+            self.image = str(self.client.actor(actor_id).image)
+        try:
+            actor = self.client.wait_until_ready(self.actor_id, timeout=ready_timeout)
+        except AbacoAPIError as exc:
+            self._delete_quietly(actor_id is None)
+            raise RuntimeError(
+                f"the executor actor for image {self.image} could not start: {exc.message}"
+            ) from None
+        self.max_workers = int(actor.get("max_workers") or max_workers or 6)
+        if check_versions:
+            self._check_versions(own_actor=actor_id is None)
+        self.startup_seconds = time.monotonic() - t0
+        _LIVE.add(self)
+
+    # -- set-up -------------------------------------------------------------------------------------
+
+    def _check_versions(self, own_actor: bool) -> None:
+        """Refuse an image whose Python or cloudpickle differs from the kernel's, before anything runs.
+        A service without our ``image_versions`` route (a real Abaco) is checked by the runner instead."""
+        try:
+            image = self.client.request("GET", f"/{self.actor_id}/image_versions")
+        except AbacoAPIError as exc:
+            if exc.status in (404, 405):
+                return
+            raise
+        if not image:
+            return
+        problems = [
+            f"{name} {image.get(name)} in the image, {self.versions[name]} in the kernel"
+            for name in ("python", "cloudpickle")
+            if image.get(name) and image.get(name) != self.versions[name]
+        ]
+        if problems:
+            self._delete_quietly(own_actor)
+            raise VersionMismatchError(
+                f"image {self.image} cannot run functions pickled by this kernel: {'; '.join(problems)}. "
+                f"Build {default_image()} with `abaco-nb images build` (from this kernel's Python), or "
+                "build your image FROM it."
+            )
+
+    def _delete_quietly(self, own_actor: bool) -> None:
+        if own_actor:
+            try:
+                self.client.delete(self.actor_id)
+            except AbacoAPIError:
+                pass
+
+    def __repr__(self) -> str:
+        state = "deleted" if self.deleted else f"{sum(map(len, self._pending.values()))} pending"
+        return f"<AbacoExecutor actor={self.actor_id} image={self.image} {state}>"
+
+    def _repr_html_(self) -> str:
+        state = "deleted" if self.deleted else f"{sum(map(len, self._pending.values()))} call(s) pending"
+        return (
+            f"<b>AbacoExecutor</b> actor <code>{self.actor_id}</code> image <code>{self.image}</code> "
+            f"({self.max_workers} worker(s), {state})"
+        )
+
+    # -- submitting ---------------------------------------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> AbacoAsyncResponse:
+        """Run ``fn(*args, **kwargs)`` remotely; returns at once with its future."""
+        return self._submit_chunk(fn, [(args, kwargs)], self.timeout)[0]
+
+    def blocking_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> list[Any]:
+        """``submit(...).result()``; Ctrl-C (interrupting the kernel) stops the remote call too."""
+        response = self.submit(fn, *args, **kwargs)
+        try:
+            return response.result()  # type: ignore[no-any-return]
+        except KeyboardInterrupt:
+            response.cancel()
+            raise
+
+    def map(  # type: ignore[override]
+        self,
+        fn: Callable[..., Any],
+        args_list: Iterable[Any] = (),
+        kwargs_list: Iterable[dict[str, Any]] | None = None,
+        *,
+        chunksize: int | None = None,
+        timeout: float | None = None,
+        progress: bool | None = None,
+    ) -> list[AbacoAsyncResponse]:
+        """One response per element of ``args_list`` (a list/tuple element is the call's arguments,
+        anything else its single argument), as agavepy's ``map``. Calls are packed ``chunksize`` to an
+        execution (default: about two executions per worker, so 1,000 small calls cost a handful of
+        containers, not 1,000)."""
+        calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+            (tuple(a) if isinstance(a, list | tuple) else (a,), {}) for a in args_list
+        ]
+        if kwargs_list is not None:
+            kwargs = list(kwargs_list)
+            if len(kwargs) != len(calls):
+                raise ValueError(
+                    f"map needs args_list and kwargs_list of equal length ({len(calls)} != {len(kwargs)})"
+                )
+            calls = [(a, dict(k)) for (a, _), k in zip(calls, kwargs, strict=True)]
+        if not calls:
+            return []
+        size = chunksize or self.chunksize or self.auto_chunksize(len(calls))
+        if size < 1:
+            raise ValueError(f"chunksize must be at least 1, got {size}")
+        limit = timeout if timeout is not None else self.timeout
+        responses: list[AbacoAsyncResponse] = []
+        show = self.progress if progress is None else progress
+        try:
+            for start in range(0, len(calls), size):
+                responses += self._submit_chunk(fn, calls[start : start + size], limit)
+        except BaseException:
+            for r in responses:  # a failure half-way (or Ctrl-C) leaves nothing running
+                r.cancel()
+            raise
+        if show:
+            _Progress(responses, f"abaco map {getattr(fn, '__name__', 'call')}")
+        return responses
+
+    def auto_chunksize(self, n: int) -> int:
+        """About two executions per worker: a container or process start costs far more than a small call,
+        and two rounds still balance uneven calls."""
+        return max(1, math.ceil(n / (2 * self.max_workers)))
+
+    def _submit_chunk(
+        self,
+        fn: Callable[..., Any],
+        calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+        timeout: float | None,
+    ) -> list[AbacoAsyncResponse]:
+        """Pickle and send one chunk (split further if it is too big); register its futures."""
+        if self._closed:
+            raise RuntimeError("cannot submit: the executor was shut down or deleted")
+        import cloudpickle
+
+        try:
+            payload = cloudpickle.dumps({"func": fn, "calls": calls})
+        except Exception as exc:
+            raise TypeError(f"cannot pickle the function or its arguments: {exc}") from None
+        if len(payload) > CHUNK_TARGET_BYTES and len(calls) > 1:
+            half = len(calls) // 2
+            return self._submit_chunk(fn, calls[:half], timeout) + self._submit_chunk(
+                fn, calls[half:], timeout
+            )
+        if len(payload) > MAX_MESSAGE_BYTES:
+            raise ValueError(
+                f"the pickled call is {len(payload) / 1e6:.0f} MB, above the executor's limit of "
+                f"{MAX_MESSAGE_BYTES / 1e6:.0f} MB; pass a path or URL to the data instead"
+            )
+        message = wire.encode_message(payload, self.versions, timeout)
+        environment = {}
+        if timeout:
+            backstop = math.ceil(timeout * len(calls) + self.timeout_grace)
+            environment["_abaco_nb_timeout"] = str(backstop)
+        with self._send_lock:
+            try:
+                receipt: Any = self.client.send(self.actor_id, message, environment=environment)
+            except AbacoAPIError as exc:
+                if exc.status == 413:
+                    raise ValueError(f"the service refused the call as too large: {exc.message}") from None
+                raise
+            eid = str(receipt.execution_id)
+            responses = [AbacoAsyncResponse(self, eid, i) for i in range(len(calls))]
+            with self._lock:
+                self._pending[eid] = responses
+                self._sizes[eid] = len(calls)
+                self._newest = eid
+                self._start_watcher()
+                self._lock.notify_all()
+        return responses
+
+    # -- completion ---------------------------------------------------------------------------------
+
+    def _start_watcher(self) -> None:
+        if self._watcher is None or not self._watcher.is_alive():
+            self._watcher = threading.Thread(
+                target=self._watch, name=f"abaco-executor-{self.actor_id}", daemon=True
+            )
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        """The one background thread: long-poll the service for any pending execution to end."""
+        failing_since: float | None = None
+        fallback = False
+        while True:
+            with self._lock:
+                while not self._pending and not self._closed:
+                    self._lock.wait()
+                if not self._pending:
+                    return
+                ids = list(self._pending)
+                newer = [self._newest, *self._foreign] if self._newest else []
+            try:
+                if fallback:
+                    done = self._poll_each(ids)
+                else:
+                    done = self._long_poll(ids, newer)
+                failing_since = None
+            except AbacoAPIError as exc:
+                if exc.status in (404, 405) and not fallback and not isinstance(exc, AbacoConnectionError):
+                    fallback = True  # a real Abaco behind a proxy: no wait route
+                    continue
+                since = failing_since = failing_since or time.monotonic()
+                if time.monotonic() - since > LOST_AFTER:
+                    self._fail_all(exc)
+                    failing_since = None
+                time.sleep(min(5.0, 0.5 + (time.monotonic() - since) / 10))
+                continue
+            self._finish(done)
+
+    def _long_poll(self, ids: list[str], newer: list[str]) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"ids": ids, "timeout": POLL_SECONDS}
+        if newer:
+            body["newer_than"] = newer
+        found = self.client.request(
+            "POST", f"/{self.actor_id}/executions/wait", json=body, timeout=POLL_SECONDS + 30
+        )
+        return list(found or [])
+
+    def _poll_each(self, ids: list[str]) -> list[dict[str, Any]]:
+        """Without the wait route: read each execution, backing off up to 2 s between rounds."""
+        delay = getattr(self, "_poll_delay", 0.2)
+        done: list[dict[str, Any]] = [
+            dict(e) for e in (self.client.execution(self.actor_id, i) for i in ids) if _terminal(e)
+        ]
+        self._poll_delay = 0.2 if done else min(2.0, delay * 1.5)
+        if not done:
+            time.sleep(delay)
+        return done
+
+    def _finish(self, done: list[dict[str, Any]]) -> None:
+        """Complete the futures of every ended execution; remember ids that are not ours."""
+        foreign = []
+        for execution in done:
+            eid = str(execution.get("id"))
+            with self._lock:
+                responses = self._pending.pop(eid, None)
+            if responses is None:
+                with self._send_lock, self._lock:  # a submit may be registering it right now
+                    responses = self._pending.pop(eid, None)
+                if responses is None:
+                    foreign.append(eid)
+                    continue
+            self._complete(execution, responses)
+        with self._lock:
+            self._foreign = foreign
+
+    def _complete(self, execution: dict[str, Any], responses: list[AbacoAsyncResponse]) -> None:
+        eid = str(execution.get("id"))
+        missing: BaseException | None = None
+        try:
+            outcomes = self._outcomes(eid)
+        except Exception as exc:  # results unreadable: every call of the execution fails with the reason
+            outcomes = {}
+            missing = RemoteError("", f"could not read the results: {exc}", "", eid)
+        chunk_error = outcomes.get(-1)
+        outcome: tuple[str, Any]
+        for response in responses:
+            if response.done():
+                continue
+            if response.index is None:  # reloaded without the call count: the whole execution
+                values = [outcomes[i] for i in sorted(outcomes) if i >= 0]
+                errors = [v for k, v in values if k == "error"]
+                outcome = ("error", errors[0]) if errors else ("ok", [v for _, v in values])
+            else:
+                found = outcomes.get(response.index) or chunk_error
+                if found is None:
+                    missing = missing or self._no_result_error(execution)
+                outcome = found or ("error", missing)
+            kind, value = outcome
+            try:
+                if kind == "ok":
+                    response.set_result(value if response.index is None else [value])
+                else:
+                    response.set_exception(
+                        value if isinstance(value, BaseException) else RemoteError("", str(value))
+                    )
+            except cf.InvalidStateError:  # cancelled meanwhile
+                pass
+
+    def _outcomes(self, eid: str) -> dict[int, tuple[str, Any]]:
+        """Every call's outcome from the execution's result frames: ``{index: ("ok", value) |
+        ("error", exception)}``."""
+        import cloudpickle
+
+        decoded, foreign = wire.decode_frames(self._frames(eid))
+        out: dict[int, tuple[str, Any]] = {}
+        for index, (kind, body) in decoded.items():
+            if kind == "ok":
+                try:
+                    out[index] = ("ok", cloudpickle.loads(body))
+                except Exception as exc:
+                    out[index] = ("error", RemoteError("", f"could not unpickle the result: {exc}", "", eid))
+            else:
+                out[index] = ("error", _rebuild_error(body, eid))
+        if foreign and not decoded:  # an agavepy-style runner: one plain result frame
+            try:
+                out[0] = ("ok", cloudpickle.loads(foreign[0]))
+            except Exception:
+                pass
+        return out
+
+    def _frames(self, eid: str) -> list[bytes]:
+        """All result frames, read without consuming them (ours); a real Abaco pops them one by one."""
+        resp = self.client.request(
+            "GET", f"/{self.actor_id}/executions/{eid}/results", params={"_abaco_nb_all": "1"}, raw=True
+        )
+        if resp.headers.get("Content-Type", "").startswith(RESULT_FRAMES):
+            data, frames, pos = resp.content, [], 0
+            while pos < len(data):
+                size = int.from_bytes(data[pos : pos + 8], "big")
+                frames.append(data[pos + 8 : pos + 8 + size])
+                pos += 8 + size
+            return frames
+        frames = [resp.content] if resp.content else []
+        while frames and frames[-1]:
+            frames.append(self.client.result(self.actor_id, eid))
+        return [f for f in frames if f]
+
+    def _no_result_error(self, execution: dict[str, Any]) -> BaseException:
+        """Why a call has no result: the execution's status, exit code, OOM flag and last log lines."""
+        eid = str(execution.get("id"))
+        status = execution.get("status")
+        message = str(execution.get("status_message") or execution.get("statusMessage") or "")
+        state = execution.get("final_state") or execution.get("finalState") or {}
+        code = execution.get("exit_code", execution.get("exitCode"))
+        facts = [f"execution {eid} ended {status}", f"exit code {code}"]
+        if isinstance(state, dict) and state.get("OOMKilled"):
+            facts.append("killed: out of memory")
+        if message:
+            facts.append(message)
+        try:
+            tail = "\n".join(self.client.logs(self.actor_id, eid).splitlines()[-LOG_TAIL_LINES:])
+        except AbacoAPIError:
+            tail = ""
+        text = "; ".join(facts) + " - no result for this call"
+        if "max_run_time" in message:
+            return RemoteTimeoutError("TimeoutError", text, tail, eid)
+        return AbacoExecutionError("", text, tail, eid)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for responses in pending.values():
+            for r in responses:
+                try:
+                    r.set_exception(AbacoConnectionError(self.client.base_url, f"lost the service: {exc}"))
+                except cf.InvalidStateError:
+                    pass
+
+    # -- cancelling and shutting down ---------------------------------------------------------------
+
+    def _cancelled(self, response: AbacoAsyncResponse) -> None:
+        """A future was cancelled: once every call of its execution is cancelled or done, stop the
+        execution (dropped from the mailbox if queued, force-quit if running)."""
+        with self._lock:
+            siblings = self._pending.get(response.execution_id)
+            if siblings is None or not all(r.done() for r in siblings):
+                return
+            del self._pending[response.execution_id]
+        try:
+            self.client.cancel(self.actor_id, response.execution_id)
+        except AbacoAPIError:
+            pass  # it ended meanwhile
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting calls; ``cancel_futures`` stops unfinished ones; ``wait`` waits for the rest.
+        The actor stays (``delete()`` removes it)."""
+        self._closed = True
+        if cancel_futures:
+            self.cancel_all()
+        if wait:
+            with self._lock:
+                futures = [r for rs in self._pending.values() for r in rs]
+            cf.wait(futures)
+        with self._lock:
+            self._lock.notify_all()
+
+    def cancel_all(self) -> int:
+        """Cancel every unfinished call; returns how many were cancelled."""
+        with self._lock:
+            futures = [r for rs in self._pending.values() for r in rs]
+        return sum(1 for r in futures if r.cancel())
+
+    def delete(self) -> None:
+        """Stop everything and remove the actor with its results (what the seed ends with)."""
+        self._closed = True
+        self.cancel_all()
+        if not self.deleted:
+            try:
+                self.client.delete(self.actor_id)
+            except AbacoAPIError as exc:
+                if exc.status != 404:
+                    raise
+            self.deleted = True
+        with self._lock:
+            self._lock.notify_all()
+        _LIVE.discard(self)
+
+    def _exit(self) -> None:
+        if self.cancel_on_exit and not self.deleted:
+            self._closed = True
+            self.cancel_all()
+
+    def __exit__(self, *exc: object) -> None:  # type: ignore[override]
+        self.shutdown(wait=exc[0] is None, cancel_futures=exc[0] is not None)
+        self.delete()
+
+    # -- persistence --------------------------------------------------------------------------------
+
+    def handle(self) -> dict[str, Any]:
+        """What :meth:`reload` needs to rebuild every response later (JSON-serialisable)."""
+        with self._lock:
+            executions = [[eid, n] for eid, n in self._sizes.items()]
+        return {"actor_id": self.actor_id, "image": self.image, "executions": executions}
+
+    def save(self, path: str) -> str:
+        """Write :meth:`handle` to a JSON file; ``AbacoExecutor.reload(path)`` reads it back."""
+        with open(path, "w") as f:
+            json.dump(self.handle(), f)
+        return path
+
+    @classmethod
+    def reload(
+        cls,
+        handle: dict[str, Any] | str,
+        client: Client | None = None,
+        *,
+        execution_ids: Sequence[str] | None = None,
+        progress: bool = False,
+    ) -> AbacoExecutor:
+        """Re-attach to an executor actor after a re-run cell or a kernel restart; its ``responses`` are
+        futures for the earlier calls, completed from the results the service kept.
+
+        ``handle``: a dict from :meth:`handle`, the path of a file from :meth:`save`, or an actor id.
+        With an actor id alone, there is one response per execution (``execution_ids``, default every
+        execution of the actor) whose ``result()`` lists the results of all its calls.
+        """
+        if isinstance(handle, str) and os.path.exists(handle):
+            with open(handle) as f:
+                handle = json.load(f)
+        if isinstance(handle, str):
+            executor = cls(client, actor_id=handle, progress=progress)
+            ids = list(execution_ids) if execution_ids is not None else executor._all_execution_ids()
+            entries: list[tuple[str, int | None]] = [(eid, None) for eid in ids]
+        else:
+            executor = cls(client, actor_id=str(handle["actor_id"]), progress=progress)
+            entries = [(str(eid), int(n)) for eid, n in handle.get("executions", [])]
+        executor.responses = []
+        with executor._lock:
+            for eid, n in entries:
+                rs = [AbacoAsyncResponse(executor, eid, None)] if n is None else [
+                    AbacoAsyncResponse(executor, eid, i) for i in range(n)
+                ]  # fmt: skip
+                executor._pending[eid] = rs
+                if n is not None:
+                    executor._sizes[eid] = n
+                executor.responses += rs
+            if entries:
+                executor._start_watcher()
+        return executor
+
+    responses: list[AbacoAsyncResponse]
+
+    def _all_execution_ids(self) -> list[str]:
+        summary = self.client.executions(self.actor_id)
+        return [str(e.get("id")) for e in summary.get("executions", [])]
+
+
+def _terminal(execution: dict[str, Any]) -> bool:
+    return execution.get("status") in ("COMPLETE", "ERROR")
