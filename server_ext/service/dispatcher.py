@@ -36,6 +36,7 @@ WAIT_SLICE = 0.5  # seconds per runtime.wait call while supervising
 @dataclass
 class _WorkerSlot:
     worker: Worker
+    resume: Execution | None = None  # an execution a previous run started, to supervise first
     thread: threading.Thread | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -88,22 +89,34 @@ class Dispatcher:
         running = self.store.executions_with_status("RUNNING")
         leftovers = {lo.execution_id: lo for lo in self.runtime.find_leftovers(self.service_id)}
         alive: dict[str, str] = {}
+        never_started = frozenset(eid for eid, lo in leftovers.items() if not lo.started)
         for eid, leftover in leftovers.items():
+            if eid in never_started:
+                self.runtime.remove(Handle(eid, leftover.ref))
+                continue
             try:
                 handle = self.runtime.attach(leftover)
             except RuntimeError_:
                 continue
             alive[eid] = handle.ref
             self._handles[eid] = handle
-        plan = engine.plan_recovery(running, alive, self.runtime.name)
+        plan = engine.plan_recovery(running, alive, self.runtime.name, never_started)
+        for execution in plan.requeue:
+            self.store.requeue_first(execution)
         for execution in plan.fail:
             engine.finish_error(execution, execution.status_message, now())
             self.store.finish_execution(execution, None, None)
             self._announce(execution)
-        for execution, _ref in plan.reattach:
-            threading.Thread(target=self._resupervise, args=(execution,), daemon=True).start()
+        for execution, _ref in plan.reattach:  # each in a worker slot, so a stateful actor stays at one
+            actor = self.store.get_actor(execution.actor_id)
+            if actor is None:
+                threading.Thread(target=self._resupervise, args=(execution,), daemon=True).start()
+                continue
+            pool = self._pool(actor.id)
+            with pool.wake:
+                self._spawn(pool, actor, resume=execution)
         for eid, leftover in leftovers.items():  # leftovers whose execution is not RUNNING: remove
-            if eid not in alive and eid not in {e.id for e in running}:
+            if eid not in alive and eid not in never_started and eid not in {e.id for e in running}:
                 try:
                     self.runtime.remove(Handle(eid, leftover.ref))
                 except RuntimeError_:
@@ -199,11 +212,13 @@ class Dispatcher:
         with self._lock:
             self._pools.pop(actor_id, None)
 
-    def _spawn(self, pool: _Pool, actor: Actor) -> None:
+    def _spawn(self, pool: _Pool, actor: Actor, resume: Execution | None = None) -> None:
         worker = Worker(
             id=new_id(), actor_id=actor.id, status=WORKER_READY, image=actor.reg.image, create_time=now()
         )
-        slot = _WorkerSlot(worker)
+        if resume is not None:  # a re-attached execution keeps this worker busy until it ends
+            worker.status, worker.current_execution = WORKER_BUSY, resume.id
+        slot = _WorkerSlot(worker, resume=resume)
         pool.slots[worker.id] = slot
         self.store.put_worker(worker)
         slot.thread = threading.Thread(
@@ -215,6 +230,11 @@ class Dispatcher:
         worker = slot.worker
         idle_since = time.monotonic()
         try:
+            if slot.resume is not None:
+                self._resupervise(slot.resume)
+                worker.status, worker.current_execution = WORKER_READY, None
+                worker.last_execution_time = now()
+                self.store.put_worker(worker)
             while not slot.stop.is_set() and not self._closing.is_set():
                 actor = self.store.get_actor(pool.actor_id)
                 if actor is None or actor.status != READY:

@@ -194,6 +194,7 @@ class Recovery:
 
     reattach: list[tuple[Execution, str]]  # (execution, runtime ref) still alive in the runtime
     fail: list[Execution]  # gone: end ERROR with a reason
+    requeue: list[Execution]  # never started: safe to run, first in its mailbox
 
 
 INTERRUPTED = (
@@ -202,14 +203,23 @@ INTERRUPTED = (
 )
 
 
-def plan_recovery(running: list[Execution], alive: dict[str, str], runtime_name: str) -> Recovery:
-    """Executions still alive in the runtime are supervised again; the rest end ERROR. We do not
-    re-run interrupted messages: a container may have had side effects before the crash."""
+def plan_recovery(
+    running: list[Execution],
+    alive: dict[str, str],
+    runtime_name: str,
+    never_started: frozenset[str] = frozenset(),
+) -> Recovery:
+    """Executions still alive in the runtime are supervised again; those whose container was created
+    but never started go back to the head of their mailbox (they have not run, so running them is not
+    a repeat); the rest end ERROR. We do not re-run interrupted messages: a container may have had side
+    effects before the crash."""
     what = "container" if runtime_name == "docker" else "process"
-    plan = Recovery(reattach=[], fail=[])
+    plan = Recovery(reattach=[], fail=[], requeue=[])
     for execution in running:
         ref = alive.get(execution.id)
-        if ref is not None:
+        if execution.id in never_started:
+            plan.requeue.append(execution)
+        elif ref is not None:
             plan.reattach.append((execution, ref))
         else:
             execution.status_message = INTERRUPTED.format(what=what)

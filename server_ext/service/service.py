@@ -344,12 +344,12 @@ class Service:
         actor = self.get_actor(actor_id)
         if actor.reg.stateless:
             raise NotFound("actor is stateless.")
+        # Abaco refuses falsy JSON (0, false, {}); we accept any JSON value, so an accumulator can
+        # start at 0. An empty or non-JSON body is still a 400.
         try:
             value = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise AbacoError("Invalid actor state description: state must be JSON serializable.") from None
-        if not value and value != 0 and value is not False:
-            raise AbacoError("Invalid actor state description: state must be JSON serializable.")
         actor.state = value
         self.store.put_actor(actor)
         return actor

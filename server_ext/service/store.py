@@ -168,6 +168,18 @@ class Store:
             self._write_execution(db, execution)
         return execution
 
+    def requeue_first(self, execution: Execution) -> None:
+        """Put a claimed execution that never started back at the head of its mailbox, SUBMITTED."""
+        execution.status, execution.worker_id, execution.start_time = "SUBMITTED", None, None
+        execution.runtime_ref = None
+        with self._tx() as db:
+            self._write_execution(db, execution)
+            db.execute(
+                "INSERT INTO mailbox (seq, actor_id, execution_id) VALUES "
+                "((SELECT COALESCE(MIN(seq), 1) - 1 FROM mailbox), ?, ?)",
+                (execution.actor_id, execution.id),
+            )
+
     def _write_execution(self, db: sqlite3.Connection, execution: Execution) -> None:
         db.execute(
             "UPDATE executions SET status=?, data=? WHERE id=?",

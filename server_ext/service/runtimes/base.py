@@ -92,6 +92,7 @@ class Leftover:
     execution_id: str
     ref: str
     running: bool
+    started: bool = True  # False: created but never started, so the message has not run
 
 
 class Runtime(Protocol):

@@ -421,6 +421,7 @@ class DockerRuntime:
                 execution_id=(c.get("Labels") or {}).get(LABEL_EXECUTION, ""),
                 ref=c["Id"],
                 running=c.get("State") == "running",
+                started=c.get("State") != "created",
             )
             for c in found
         ]

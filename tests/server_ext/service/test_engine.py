@@ -124,6 +124,14 @@ def test_recovery_reattaches_alive_and_fails_the_rest():
     assert [e.id for e in plan.fail] == ["B"] and "container" in b.status_message
 
 
+def test_recovery_requeues_what_never_started():
+    a = Execution(
+        id="A", actor_id="X", executor="me", status="RUNNING", message_received_time=0, content_type="str"
+    )
+    plan = engine.plan_recovery([a], {}, "docker", frozenset({"A"}))
+    assert plan.requeue == [a] and not plan.fail and not plan.reattach
+
+
 def test_logs_truncated_with_marker():
     assert engine.truncate_logs("abcdef", 3) == "abc" + engine.LOG_TRUNCATED
 
