@@ -57,9 +57,6 @@ class AbacoBaseHandler(web.RequestHandler):
         self._size = 0
         self._refused = False
 
-    def check_xsrf_cookie(self) -> None:  # API clients send tokens, not cookies
-        return None
-
     def set_default_headers(self) -> None:
         for key, value in CORS_HEADERS.items():
             self.set_header(key, value)
@@ -153,6 +150,9 @@ class StandaloneHandler(AbacoBaseHandler):
         super().initialize(api, max_body)
         self.token = token
 
+    def check_xsrf_cookie(self) -> None:  # API clients send tokens, not cookies
+        return None
+
     def principal(self) -> Principal | None:
         sent = bearer_token(self.request.headers, self.get_query_argument("token", None))
         if not sent:
@@ -225,6 +225,9 @@ class JupyterAbacoHandler(JupyterHandler, AbacoBaseHandler):
             else:
                 reason = exc.log_message or "Forbidden"
                 self._send(Response(exc.status_code, envelope(None, reason, "error")))
+            return
+        if self.current_user is None:  # Jupyter leaves this check to handlers (allow_unauthenticated_access)
+            self._send(Response(401, envelope(None, Unauthorized().message, "error")))
             return
         action = "read" if self.request.method in ("GET", "HEAD") else "write"
         if not self.authorizer.is_authorized(self, self.current_user, action, self.auth_resource):
