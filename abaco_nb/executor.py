@@ -121,6 +121,8 @@ def _rebuild_error(body: bytes, execution_id: str) -> BaseException:
             exc = None
     if info.get("type") == "CallTimeout":  # the runner's per-call limit
         exc = RemoteTimeoutError("TimeoutError", info["message"], tb, execution_id)
+    elif info.get("type") == "VersionMismatch":  # found by the runner (a service without image_versions)
+        return VersionMismatchError(info["message"])
     if not isinstance(exc, BaseException):
         exc = RemoteError(str(info.get("type", "")), str(info.get("message", "")), tb, execution_id)
     if tb and not isinstance(exc, RemoteError):
@@ -249,7 +251,8 @@ class AbacoExecutor(cf.Executor):
     ``max_workers``: executions run in parallel (the actor's ``max_workers``). ``timeout``: seconds a call
     may run (runner and service enforce it). ``chunksize``: calls per execution in ``map`` (default
     automatic). ``progress``: show a bar in ``map``. ``actor_id``: use an existing executor actor.
-    ``cancel_on_exit``: at interpreter exit stop unfinished calls (default True).
+    ``cancel_on_exit``: at interpreter exit stop unfinished calls (default True). ``environment``:
+    variables every call sees (the actor's default environment).
     """
 
     def __init__(
@@ -264,6 +267,7 @@ class AbacoExecutor(cf.Executor):
         progress: bool = True,
         cancel_on_exit: bool = True,
         name: str = EXECUTOR_HINT,
+        environment: dict[str, str] | None = None,
         check_versions: bool = True,
         ready_timeout: float = 120.0,
     ) -> None:
@@ -294,7 +298,12 @@ class AbacoExecutor(cf.Executor):
             self.image = image or default_image()
             fields: dict[str, Any] = {"hints": [EXECUTOR_HINT], "token": False}
             actor = self.client.register(
-                self.image, name=name, stateless=True, max_workers=max_workers, **fields
+                self.image,
+                name=name,
+                stateless=True,
+                max_workers=max_workers,
+                default_environment=environment,
+                **fields,
             )
             self.actor_id = str(actor.id)
         else:
@@ -656,10 +665,26 @@ class AbacoExecutor(cf.Executor):
             if siblings is None or not all(r.done() for r in siblings):
                 return
             del self._pending[response.execution_id]
-        try:
-            self.client.cancel(self.actor_id, response.execution_id)
-        except AbacoAPIError:
-            pass  # it ended meanwhile
+        self._stop_execution(response.execution_id)
+
+    def _stop_execution(self, eid: str, patience: float = 10.0) -> None:
+        """``DELETE`` the execution. Refused while a worker is between taking it from the mailbox and
+        starting it; then try again briefly, until it runs (and stops) or has ended."""
+        deadline, delay = time.monotonic() + patience, 0.05
+        while True:
+            try:
+                self.client.cancel(self.actor_id, eid)
+                return
+            except AbacoAPIError as exc:
+                if exc.status != 400 or time.monotonic() > deadline:
+                    return
+            try:
+                if _terminal(self.client.execution(self.actor_id, eid)):
+                    return
+            except AbacoAPIError:
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting calls; ``cancel_futures`` stops unfinished ones; ``wait`` waits for the rest.

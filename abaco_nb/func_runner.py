@@ -184,6 +184,10 @@ class CallTimeout(TimeoutError):
     """Raised inside a call that exceeded its per-call time limit."""
 
 
+class VersionMismatch(RuntimeError):
+    """The kernel pickled with another Python or cloudpickle than the image runs."""
+
+
 class ResultTooLarge(ValueError):
     """A call's pickled result is above ``max_result_bytes()``."""
 
@@ -244,7 +248,7 @@ def run_chunk(outer: dict[str, Any], send: Any) -> int:
 
     problem = _version_problem(outer.get("versions") or {})
     if problem:
-        for frame in encode_frames(-1, "error", error_body(RuntimeError(problem))):
+        for frame in encode_frames(-1, "error", error_body(VersionMismatch(problem))):
             send(frame)
         print(problem, file=sys.stderr)
         return 2
