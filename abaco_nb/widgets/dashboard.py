@@ -48,6 +48,7 @@ class Dashboard(w.VBox):
         self._jobs: queue.Queue[Callable[[], Any] | None] = queue.Queue()
         self._closed = False
         self.selected_actor: str | None = None
+        self._scaled_for: str | None = None
         self.log_viewer: LogViewer | None = None
         self.refreshed = (
             threading.Event()
@@ -154,6 +155,10 @@ class Dashboard(w.VBox):
                 ids = [o[1] for o in options]
                 self.actor_select.value = current if current in ids else (ids[-1] if ids else None)
         self.selected_actor = self.actor_select.value
+        if self.selected_actor and self.selected_actor != self._scaled_for:
+            self._scaled_for = self.selected_actor  # start the scale box at the actor's worker count
+            workers = next((a["_workers"] for a in rows if a["id"] == self.selected_actor), 1)
+            self.workers_input.value = max(1, min(64, workers))
         if self.selected_actor:
             self._refresh_executions(self.selected_actor)
         else:

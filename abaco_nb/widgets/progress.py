@@ -128,6 +128,7 @@ class ExecutorProgress(w.VBox):
             if c.finished == c.total:
                 self.bar.bar_style = "danger" if c.failed else "success"
                 self.cancel_button.disabled = True
+                self.cancel_button.button_style = ""
                 self.cancel_button.description = "Done" if not c.failed else "Finished"
         return c.finished == c.total
 

@@ -14,7 +14,7 @@ from typing import Any
 from ..records import STATUS_COLOURS, parse_time
 
 LANE = 22
-LABEL = 110
+LABEL = 120
 PAD = 6
 
 
@@ -49,12 +49,12 @@ def timeline_svg(
     plot = width - LABEL - PAD
     height = LANE * len(workers) + 24
     out = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' class='abaco-timeline' width='{width}' height='{height}' "
-        f"font-family='sans-serif' font-size='11'>"
+        f"<svg xmlns='http://www.w3.org/2000/svg' class='abaco-timeline' width='100%' viewBox='0 0 {width} {height}' "
+        f"style='max-width:{width}px' font-family='sans-serif' font-size='11'>"
     ]
     for i, wid in enumerate(workers):
         y = i * LANE + 4
-        out.append(f"<text x='4' y='{y + 14}' fill='#424242'>worker {html.escape(wid[:10])}</text>")
+        out.append(f"<text x='4' y='{y + 14}' fill='#424242'>worker {html.escape(wid[:9])}</text>")
         out.append(
             f"<line x1='{LABEL}' y1='{y + LANE - 2}' x2='{width - PAD}' y2='{y + LANE - 2}' stroke='#eee'/>"
         )
