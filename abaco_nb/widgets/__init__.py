@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .dashboard import Dashboard
 from .logs import LogViewer
-from .progress import ExecutorProgress, count
+from .progress import ExecutorProgress, count, show_progress
 from .timeline import timeline_svg
 
-__all__ = ["Dashboard", "ExecutorProgress", "LogViewer", "count", "timeline_svg"]
+__all__ = ["Dashboard", "ExecutorProgress", "LogViewer", "count", "show_progress", "timeline_svg"]

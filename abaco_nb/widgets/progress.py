@@ -148,3 +148,21 @@ class ExecutorProgress(w.VBox):
             f"<ExecutorProgress {c.finished}/{c.total} {self.description}: {c.done} done, "
             f"{c.running} running, {c.failed} failed, {c.queued} queued>"
         )
+
+
+def show_progress(
+    futures: Sequence[Future[Any]], cancel: Callable[[], Any] | None = None, description: str = "executions"
+) -> ExecutorProgress | None:
+    """Display an ``ExecutorProgress`` when running in a Jupyter kernel (what ``AbacoExecutor.map`` can
+    call for its bar); None in a terminal or a script, where a widget would only print its repr."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return None
+    shell = get_ipython()
+    if shell is None or not getattr(shell, "kernel", None):
+        return None
+    progress = ExecutorProgress(futures, cancel=cancel, description=description)
+    display(progress)
+    return progress

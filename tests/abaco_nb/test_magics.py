@@ -195,3 +195,17 @@ def test_magic_results_survive_json_roundtrip_of_state(ip):
     abaco(ip, "register abaco-nb/test --name mjs --stateful -e SLEEP=0")
     abaco(ip, """state mjs '[1, "two", null]'""")
     assert json.loads(json.dumps(abaco(ip, "state mjs").value)) == [1, "two", None]
+
+
+def test_sweep_cell_magic_maps_over_the_grid(ip):
+    ip.run_cell("def scaled(a, b):\n    return a * 10 + b")
+    ip.user_ns["bs"] = [1, 2]
+    result = ip.run_cell_magic("abaco", "map a=range(3) b=bs -o sweep_out --wait", "scaled(a, b)")
+    assert ip.user_ns["sweep_out"] is result and len(result) == 6
+    assert result.results == [1, 2, 11, 12, 21, 22]
+    assert result.table()[-1] == {"a": 2, "b": 2, "result": 22, "status": "done"}
+    assert "6/6 finished" in result._repr_html_()
+    with pytest.raises(UsageError, match="last line must be an expression"):
+        ip.run_cell_magic("abaco", "map a=range(2)", "x = a")
+    with pytest.raises(UsageError, match="cannot evaluate a"):
+        ip.run_cell_magic("abaco", "map a=undefined_name", "a")
