@@ -229,19 +229,21 @@ def _at_exit() -> None:
 
 
 def _default_client() -> Client:
+    """The default connection: ``abaco_nb.connect()`` (env, connection file, Jupyter, or start one)."""
+    import importlib
+
     try:
-        from .connect import connect  # the Jupyter-extension side's discovery, when present
-    except ImportError:
-        connect = None
-    if connect is not None:
-        return connect()  # type: ignore[no-any-return]
-    url = os.environ.get("ABACO_NB_URL")
-    if url:
-        return Client(url, os.environ.get("ABACO_NB_TOKEN"))
-    raise ValueError(
-        "AbacoExecutor needs a service: pass client=abaco_nb.Client(url, token=...), or run in Jupyter "
-        "with the abaco-nb extension (which sets ABACO_NB_URL)"
-    )
+        connect = importlib.import_module(".connect", __package__).connect
+    except (ImportError, AttributeError):  # connect() not available: the environment alone
+        url = os.environ.get("ABACO_NB_URL")
+        if url:
+            return Client(url, os.environ.get("ABACO_NB_TOKEN"))
+        raise ValueError(
+            "AbacoExecutor needs a service: pass client=abaco_nb.Client(url, token=...), or run in Jupyter "
+            "with the abaco-nb extension (which sets ABACO_NB_URL)"
+        ) from None
+    client: Client = connect()
+    return client
 
 
 class AbacoExecutor(cf.Executor):
