@@ -209,3 +209,21 @@ def test_sweep_cell_magic_maps_over_the_grid(ip):
         ip.run_cell_magic("abaco", "map a=range(2)", "x = a")
     with pytest.raises(UsageError, match="cannot evaluate a"):
         ip.run_cell_magic("abaco", "map a=undefined_name", "a")
+
+
+@pytest.mark.docker
+def test_cell_actor_runs_in_the_executor_image_on_docker(built_images, tmp_path, served):
+    docker_served = start_serve(tmp_path / "docker", runtime="docker", token="docker-token")
+    shell = start_ipython()
+    shell.run_line_magic("load_ext", "abaco_nb")
+    try:
+        shell.run_line_magic("abaco", f"connect {docker_served.url} --token {docker_served.token}")
+        source = "from abaco_nb.actors import update_state\n\ndef handler(context):\n    update_state(7)\n    print('in a container', context.actor_name)\n"
+        shell.run_cell_magic("abaco", "actor mdocker --stateful", source)
+        done = shell.run_line_magic("abaco", 'send mdocker "hi" --wait')
+        assert done.status == "COMPLETE", done.logs
+        assert "in a container mdocker" in done.logs
+        assert shell.run_line_magic("abaco", "state mdocker") == 7
+    finally:
+        shell.run_line_magic("abaco", f"connect {served.url} --token {served.token}")
+        docker_served.stop()
