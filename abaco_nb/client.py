@@ -12,7 +12,7 @@ from __future__ import annotations
 import json as jsonlib
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, overload
 
 import requests
 
@@ -181,6 +181,26 @@ class Client:
 
     # -- messages -----------------------------------------------------------------------------------
 
+    @overload
+    def send(
+        self,
+        actor_id: str,
+        message: str | dict[str, Any] | list[Any] | bytes,
+        *,
+        environment: dict[str, str] | None = None,
+        synchronous: Literal[False] = False,
+    ) -> MessageReceipt: ...
+
+    @overload
+    def send(
+        self,
+        actor_id: str,
+        message: str | dict[str, Any] | list[Any] | bytes,
+        *,
+        environment: dict[str, str] | None = None,
+        synchronous: Literal[True],
+    ) -> bytes | str: ...
+
     def send(
         self,
         actor_id: str,
@@ -190,7 +210,9 @@ class Client:
         synchronous: bool = False,
     ) -> MessageReceipt | bytes | str:
         """Send a message: a str (``MSG``), JSON (dict/list) or bytes (binary). ``environment``
-        overrides the actor's default environment for this execution (query parameters)."""
+        overrides the actor's default environment for this execution (query parameters). With
+        ``synchronous`` the call blocks until the execution ends and returns its first result (bytes)
+        or, when it sent none, its logs (str)."""
         params = dict(environment or {})
         if synchronous:
             params["_abaco_synchronous"] = "true"

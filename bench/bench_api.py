@@ -70,9 +70,9 @@ def message_to_complete(served, runs: int) -> tuple[float, float]:
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        eid = served.session.post(served.api(f"/actors/{aid}/messages"), data={"message": "x"}).json()["result"][
-            "execution_id"
-        ]
+        eid = served.session.post(served.api(f"/actors/{aid}/messages"), data={"message": "x"}).json()[
+            "result"
+        ]["execution_id"]
         served.session.get(served.api(f"/actors/{aid}/executions/{eid}?wait=30"))
         times.append(time.perf_counter() - t0)
         wait_status(served, aid, eid)
