@@ -204,8 +204,10 @@ class Dispatcher:
             pool.wake.notify_all()
         for slot in slots:
             eid = slot.worker.current_execution
-            if eid:
-                self.cancel(eid, reason)
+            if eid and not self.cancel(eid, reason):
+                # Claimed but its process is still starting (no handle yet): _supervise honours the
+                # reason on its first slice, so the DELETE neither waits 30 s nor leaves it running.
+                self._stop_reason[eid] = reason
         for slot in slots:
             if slot.thread is not None and slot.thread is not threading.current_thread():
                 slot.thread.join(timeout=30)
