@@ -135,8 +135,14 @@ class Dispatcher:
                 for slot in pool.slots.values():
                     slot.stop.set()
                 pool.wake.notify_all()
+        reason = "The service shut down while this execution was running."
+        for pool in pools:
+            for slot in list(pool.slots.values()):
+                eid = slot.worker.current_execution
+                if eid:  # also one whose process is still starting (no handle yet): _supervise honours it
+                    self._stop_reason[eid] = reason
         for eid, handle in list(self._handles.items()):
-            self._stop_reason[eid] = "The service shut down while this execution was running."
+            self._stop_reason[eid] = reason
             try:
                 self.runtime.stop(handle, grace=grace)
             except RuntimeError_:
