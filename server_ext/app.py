@@ -267,8 +267,9 @@ class AbacoApp(ExtensionApp):
             write_connection_file(path, info)
             self._connection_file = path
 
-    async def start_extension(self) -> None:
-        """The HTTP port is final only now (Jupyter may have moved to a free one): refresh what kernels see."""
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Jupyter's hook once the loop runs. The HTTP port is final only now (``port=0``, or a busy port
+        Jupyter moved away from), before any kernel can start: refresh what kernels see."""
         self._export_env()
 
     async def stop_extension(self) -> None:
