@@ -104,7 +104,7 @@ def execution_environment(
     username: str,
 ) -> dict[str, str]:
     """The whole environment of an execution, in Abaco's precedence: default_environment <
-    query parameters < the ``_abaco_*`` variables < ``MSG``. Both spellings of the content type are
+    query parameters < the ``_abaco_*`` variables < ``MSG``. Every spelling of the content type is
     set, because the SDKs read ``_abaco_Content-Type`` and Abaco sets ``_abaco_Content_Type``."""
     env: dict[str, str] = dict(actor.reg.default_environment)
     env.update(execution.environment)
@@ -113,6 +113,7 @@ def execution_environment(
             "_abaco_execution_id": execution.id,
             "_abaco_Content_Type": execution.content_type,
             "_abaco-Content-Type": execution.content_type,
+            "_abaco_Content-Type": execution.content_type,  # the name agavepy/tapipy get_context() read
             "_abaco_actor_revision": str(execution.revision),
             "_abaco_username": username,
             "_abaco_api_server": api_server,
