@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.server_ext.serve_fixture import Served
 
-from .conftest import COUNTER_ACTOR, ECHO_ACTOR, run_driver
+from .conftest import COUNTER_ACTOR, ECHO_ACTOR, client_python, run_driver
 
 pytestmark = pytest.mark.clients
 
@@ -105,3 +107,32 @@ def test_abaco_executor(abaco_serve: Served) -> None:
     assert out["map"] == [[2], [5]]
     assert out["failing_done_poll"] == []  # no result frame; the execution still ends COMPLETE
     assert "ValueError: boom from the executor" in out["failing_logs"]
+
+
+def test_agavepy_actors_get_context_inside_an_execution(abaco_serve: Served) -> None:
+    """A reactor written for Abaco, using the real ``agavepy.actors.get_context`` (the agavepy venv's
+    interpreter as a ``local:`` actor): every key it reads from the environment is set."""
+    image = (
+        f"local:{client_python('agavepy')} -c '"
+        "import json; from agavepy.actors import get_context; c = get_context(); "
+        'keys = ["raw_message", "content_type", "execution_id", "username", "state", "actor_dbid", '
+        '"actor_id", "message_dict", "raw_message_parse_log"]; '
+        'print("CONTEXT=" + json.dumps({k: c[k] for k in keys}))\''
+    )
+    actor = abaco_serve.register({"image": image, "stateless": False})
+    abaco_serve.request("POST", f"/actors/{actor['id']}/state", json={"n": 1})
+    sent = abaco_serve.request("POST", f"/actors/{actor['id']}/messages", json={"x": 1, "y": "z"})
+    execution_id = sent.json()["result"]["execution_id"]
+    execution = abaco_serve.wait_execution(actor["id"], execution_id)
+    logs = abaco_serve.request("GET", f"/actors/{actor['id']}/executions/{execution_id}/logs").json()
+    assert execution["status"] == "COMPLETE" and execution["exit_code"] == 0, logs
+    line = [x for x in logs["result"]["logs"].splitlines() if x.startswith("CONTEXT=")][0]
+    context = json.loads(line.removeprefix("CONTEXT="))
+    assert context["raw_message"] == "{'x': 1, 'y': 'z'}"  # a JSON message arrives as its Python repr
+    assert context["message_dict"] == {"x": 1, "y": "z"}  # ... so agavepy 0.9.5's literal_eval parses it
+    assert context["raw_message_parse_log"] == ""
+    assert context["content_type"] == "application/json"  # agavepy reads _abaco_Content-Type
+    assert context["execution_id"] == execution_id and context["actor_id"] == actor["id"]
+    assert context["actor_dbid"].endswith(actor["id"]) and context["username"]
+    assert context["state"] == "{'n': 1}"  # agavepy hands the state over as the string it finds
+    abaco_serve.request("DELETE", f"/actors/{actor['id']}")
