@@ -247,6 +247,6 @@ def test_missing_token_is_refused(served):
 
 
 def test_image_the_runtime_cannot_run_goes_error(served):
-    r = served.session.post(served.api("/actors"), json={"image": "abacosamples/test"})
+    r = served.session.post(served.api("/actors"), json={"image": "abacosamples/wc"})
     actor = wait_ready(served, r.json()["result"]["id"])
     assert actor["status"] == "ERROR" and "process runtime" in actor["status_message"]
