@@ -182,3 +182,27 @@ def test_a_service_that_cannot_start_says_why_on_every_route(
 
     response = ext.backend.handle(Request("GET", "/actors"))
     assert response.status == 503 and b"not running" in response.body
+
+
+def test_execution_scoped_token_reaches_only_its_own_actor(fetch: Any, jp_serverapp: Any) -> None:
+    import time
+
+    service = extension(jp_serverapp).service
+    assert service is not None
+    json_headers = {"Content-Type": "application/json"}
+    reg = {"image": "abaco-nb/test", "default_environment": {"SLEEP": "30"}}
+    actor = body(fetch("abaco", "actors", method="POST", body=json.dumps(reg), headers=json_headers))[
+        "result"
+    ]
+    sent = fetch("abaco", "actors", actor["id"], "messages", method="POST", body=json.dumps({"message": "x"}),
+                 headers=json_headers)  # fmt: skip
+    eid = body(sent)["result"]["execution_id"]
+    deadline = time.monotonic() + 60
+    while body(fetch("abaco", "actors", actor["id"], "executions", eid))["result"]["status"] != "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    scoped = service.tokens.issue(actor["id"], eid, time.time() + 60)
+    as_execution = {"Authorization": f"Bearer {scoped}"}
+    assert fetch("abaco", "actors", actor["id"], headers=as_execution).code == 200
+    assert fetch("abaco", "actors", headers=as_execution).code == 403  # not the whole service
+    assert fetch("abaco", "actors", actor["id"], "executions", eid, method="DELETE").code == 200
