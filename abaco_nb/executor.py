@@ -423,8 +423,21 @@ class AbacoExecutor(cf.Executor):
                 r.cancel()
             raise
         if show:
-            _Progress(responses, f"abaco map {getattr(fn, '__name__', 'call')}")
+            self._show_progress(responses, f"abaco map {getattr(fn, '__name__', 'call')}")
         return responses
+
+    def _show_progress(self, responses: Sequence[AbacoAsyncResponse], description: str) -> None:
+        """In a Jupyter kernel, the progress widget (counts, bar, a Cancel button); elsewhere a text bar.
+        Either way ``map`` returns at once: a kernel busy waiting could not take the button press."""
+        try:
+            from .widgets import show_progress
+        except ImportError:  # ipywidgets missing: the text bar still works
+            show_progress = None  # type: ignore[assignment]
+        if show_progress is not None and show_progress(
+            responses, cancel=self.cancel_all, description=description
+        ):
+            return
+        _Progress(responses, description)
 
     def auto_chunksize(self, n: int) -> int:
         """About two executions per worker: a container or process start costs far more than a small call,
