@@ -20,7 +20,9 @@ import asyncio
 import json
 import os
 import secrets
+import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
@@ -49,6 +51,23 @@ class Unavailable:
 
     def handle(self, request: Request) -> Response:
         return Response(503, envelope(None, f"The abaco-nb service is not running: {self.reason}", "error"))
+
+
+def live_peer(db_path: str) -> dict[str, Any] | None:
+    """The connection file next to ``db_path`` when another live process serves that database."""
+    path = connection_file_path(os.path.dirname(os.path.abspath(db_path)))
+    try:
+        with open(path) as f:
+            info = json.load(f)
+        pid = int(info["pid"])
+        url = urlsplit(str(info["url"]))
+        if pid == os.getpid() or os.path.abspath(str(info.get("db", db_path))) != os.path.abspath(db_path):
+            return None
+        os.kill(pid, 0)
+        socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=1).close()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no file, a dead process, or nothing listening: the database is ours
+    return dict(info)
 
 
 class AbacoApp(ExtensionApp):
@@ -165,16 +184,30 @@ class AbacoApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         """Start the service (or the proxy) at load, so routes answer as soon as Jupyter does."""
-        if self.remote_url:
-            self.backend = self._start_proxy()
-        else:
-            try:
-                self.backend = self._start_service()
-            except Exception as exc:  # the server still starts; every route says why Abaco is missing
-                reason = f"{type(exc).__name__}: {exc}"
-                self.log.error("abaco-nb: the embedded service did not start: %s", reason)
-                self.backend = Unavailable(reason)
+        try:
+            if self.remote_url:
+                self.backend = self._start_proxy()
+            else:
+                peer = live_peer(self.service_config().db_path)
+                self.backend = self._proxy_to_peer(peer) if peer else self._start_service()
+        except Exception as exc:  # the server still starts; every route says why Abaco is missing
+            reason = f"{type(exc).__name__}: {exc}"
+            self.log.error(
+                "abaco-nb: the %s did not start: %s", "proxy" if self.remote_url else "service", reason
+            )
+            self.backend = Unavailable(reason)
         self._export_env()
+
+    def _proxy_to_peer(self, peer: dict[str, Any]) -> Proxy:
+        """Another live service (``abaco-nb serve``, e.g. one ``connect()`` started) owns this database:
+        two dispatchers on one database would run queued messages twice, so forward to it instead."""
+        self.log.warning(
+            "abaco-nb: %s (pid %s) already serves %s; forwarding %s to it instead of starting a second service",
+            peer["url"], peer["pid"], peer.get("db"), self.mount,
+        )  # fmt: skip
+        return Proxy(
+            RemoteConfig(url=str(peer["url"]), token=str(peer.get("token", "")), api="v2", prefix="/actors")
+        )
 
     def _start_proxy(self) -> Proxy:
         token = os.environ.pop(ENV_REMOTE_TOKEN, "") or self.remote_token  # kernels need not see it

@@ -207,3 +207,29 @@ def test_execution_scoped_token_reaches_only_its_own_actor(fetch: Any, jp_server
     refused = fetch("abaco", "actors", headers=as_execution)  # not the whole service (Abaco says 400)
     assert refused.code == 400 and "Not authorized" in body(refused)["message"]
     assert fetch("abaco", "actors", actor["id"], "executions", eid, method="DELETE").code == 200
+
+
+def test_a_database_another_live_service_owns_is_proxied_not_shared(
+    jp_configurable_serverapp: Any, tmp_path: Any
+) -> None:
+    from server_ext.proxy import Proxy
+    from server_ext.service.api import Request
+    from tests.serve import start_serve
+
+    db = tmp_path / "shared" / "abaco.db"
+    peer = start_serve(tmp_path / "peer", runtime="process", token="peer-token", db=db)
+    try:
+        info = {"url": peer.url, "token": "peer-token", "pid": peer.proc.pid, "db": str(db)}
+        (db.parent / "connection.json").write_text(json.dumps(info))
+        reg = {"image": "abaco-nb/test", "name": "on-the-peer"}
+        assert peer.session.post(peer.api("/actors"), json=reg).status_code == 200
+        config = {
+            "ServerApp": {"jpserver_extensions": {"server_ext": True}},
+            "AbacoApp": {"runtime": "process", "db_path": str(db)},
+        }
+        ext = extension(jp_configurable_serverapp(config=config))
+        assert ext.service is None and isinstance(ext.backend, Proxy)
+        listed = json.loads(ext.backend.handle(Request("GET", "/actors")).body)["result"]
+        assert [a["name"] for a in listed] == ["on-the-peer"]
+    finally:
+        peer.stop()
