@@ -305,6 +305,13 @@ class AbacoApp(ExtensionApp):
         Jupyter moved away from), before any kernel can start: refresh what kernels see."""
         self._export_env()
 
+    def current_activity(self) -> bool:
+        """Jupyter's idle shutdown (``shutdown_no_activity_timeout``) must wait while work runs or waits."""
+        if self.service is None:
+            return False
+        store = self.service.store
+        return bool(store.queued_actor_ids() or store.executions_with_status("RUNNING"))
+
     async def stop_extension(self) -> None:
         """Stop the workers cleanly (running executions end with a reason; queued ones wait for the next
         start), stop the socket, and take back what we told kernels."""

@@ -155,6 +155,7 @@ def test_stop_extension_closes_the_service_and_takes_back_the_environment(
 ) -> None:
     app = extension(jp_serverapp)
     assert app.service is not None and app._connection_file and os.path.exists(app._connection_file)
+    assert not app.current_activity()
     jp_asyncio_loop.run_until_complete(app.stop_extension())
     assert app.service is None
     assert ENV_URL not in os.environ and ENV_TOKEN not in os.environ
@@ -201,6 +202,7 @@ def test_execution_scoped_token_reaches_only_its_own_actor(fetch: Any, jp_server
     while body(fetch("abaco", "actors", actor["id"], "executions", eid))["result"]["status"] != "RUNNING":
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    assert extension(jp_serverapp).current_activity()  # Jupyter's idle shutdown waits for it
     scoped = service.tokens.issue(actor["id"], eid, time.time() + 60)
     as_execution = {"Authorization": f"Bearer {scoped}"}
     assert fetch("abaco", "actors", actor["id"], headers=as_execution).code == 200
