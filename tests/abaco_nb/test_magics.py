@@ -212,10 +212,9 @@ def test_sweep_cell_magic_maps_over_the_grid(ip):
 
 
 @pytest.mark.docker
-def test_cell_actor_runs_in_the_executor_image_on_docker(built_images, tmp_path, served):
+def test_cell_actor_runs_in_the_executor_image_on_docker(built_images, tmp_path, served, ip):
     docker_served = start_serve(tmp_path / "docker", runtime="docker", token="docker-token")
-    shell = start_ipython()
-    shell.run_line_magic("load_ext", "abaco_nb")
+    shell = ip  # start_ipython() returns the one global shell only once per process
     try:
         shell.run_line_magic("abaco", f"connect {docker_served.url} --token {docker_served.token}")
         source = "from abaco_nb.actors import update_state\n\ndef handler(context):\n    update_state(7)\n    print('in a container', context.actor_name)\n"
