@@ -34,7 +34,13 @@ from .proxy import Proxy, RemoteConfig
 from .service.api import Api, Request, Response, envelope
 from .service.config import ServiceConfig, default_data_dir
 from .service.service import Service
-from .standalone import connection_file_path, make_app, short_socket_path, write_connection_file
+from .standalone import (
+    connection_file_path,
+    make_app,
+    remove_connection_file,
+    short_socket_path,
+    write_connection_file,
+)
 
 ENV_URL = "ABACO_NB_URL"
 ENV_TOKEN = "ABACO_NB_TOKEN"
@@ -328,15 +334,8 @@ class AbacoApp(ExtensionApp):
         self._remove_connection_file()
 
     def _remove_connection_file(self) -> None:
-        path = self._connection_file
-        if not path:
-            return
-        try:
-            with open(path) as f:
-                if json.load(f).get("pid") == os.getpid():
-                    os.unlink(path)
-        except (OSError, ValueError):
-            pass
+        if self._connection_file:
+            remove_connection_file(self._connection_file)
 
 
 main = launch_new_instance = AbacoApp.launch_instance

@@ -39,6 +39,16 @@ def write_connection_file(path: str, info: dict[str, object]) -> None:
     os.replace(tmp, path)
 
 
+def remove_connection_file(path: str) -> None:
+    """Remove the connection file if this process wrote it (a newer server may have replaced it)."""
+    try:
+        with open(path) as f:
+            if json.load(f).get("pid") == os.getpid():
+                os.unlink(path)
+    except (OSError, ValueError):
+        pass
+
+
 def make_app(api: Api, token: str) -> web.Application:
     settings = {"api": api, "max_body": api.service.config.max_body_bytes, "token": token}
     return web.Application([(r"/.*", StandaloneHandler, settings)])
@@ -109,11 +119,6 @@ def serve(
         for server in running.servers:
             server.stop()
         await loop.run_in_executor(None, running.service.close)
-        try:
-            with open(path) as f:
-                if json.load(f).get("pid") == os.getpid():
-                    os.unlink(path)
-        except (OSError, ValueError):
-            pass
+        remove_connection_file(path)
 
     asyncio.run(main())
