@@ -202,3 +202,56 @@ def test_kill9_reattaches_running_container(tmp_path, docker_client, built_image
         second.stop()
     leftovers = docker_client.containers.list(all=True, filters={"label": f"abaco-nb.execution_id={running}"})
     assert leftovers == []
+
+
+AGAVEPY_REACTOR = """\
+from agavepy.actors import get_binary_message, get_context, send_python_result
+
+context = get_context()
+data = get_binary_message()
+send_python_result({"size": len(data), "execution_id": context["execution_id"], "actor_id": context["actor_id"],
+                    "content_type": context["content_type"], "head": data[:4]})
+print("agavepy reactor done")
+"""
+_SKIP_SITE = {"pip", "setuptools", "pkg_resources", "_distutils_hack", "pytest", "_pytest", "pygments", "py.py",
+              "__pycache__", "distutils-precedence.pth"}  # fmt: skip
+
+
+def test_reactor_using_the_real_agavepy_actors(served, docker_client):
+    """A reactor that imports the real agavepy.actors (0.9.5, copied into its image from the client venv,
+    since no registry or index is reachable from a build): get_context, get_binary_message and
+    send_python_result work against our contract unchanged."""
+    from tests.clients.conftest import client_python
+
+    site = client_python("agavepy").parent.parent / "lib" / "python3.11" / "site-packages"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for entry in sorted(site.iterdir()):
+            if entry.name not in _SKIP_SITE and not entry.name.endswith(".dist-info"):
+                tar.add(entry, arcname=f"site/{entry.name}",
+                        filter=lambda info: None if "__pycache__" in info.name else info)  # fmt: skip
+        files = {
+            "reactor.py": AGAVEPY_REACTOR,
+            "Dockerfile": "FROM abaco-nb/py3-func:latest\nCOPY site/ /opt/agavepy-site/\nADD reactor.py /reactor.py\n"
+            'ENV PYTHONPATH=/opt/abaco-nb:/opt/agavepy-site\nCMD ["python3", "/reactor.py"]\n',
+        }
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    docker_client.images.build(
+        fileobj=buf, custom_context=True, tag="abaco-nb-test/agavepy-reactor:latest", rm=True
+    )
+    aid = register(served, image="abaco-nb-test/agavepy-reactor:latest")
+    payload = b"\x89PNG" + bytes(300_000)  # larger than a pipe buffer: a regular file works
+    eid = send(served, aid, data=payload, headers={"Content-Type": "application/octet-stream"})
+    result = wait_status(served, aid, eid, timeout=120)
+    assert result["exit_code"] == 0, logs(served, aid, eid)
+    import cloudpickle
+
+    frame = served.session.get(served.api(f"/actors/{aid}/executions/{eid}/results")).content
+    sent = cloudpickle.loads(frame)
+    assert sent == {"size": len(payload), "execution_id": eid, "actor_id": aid,
+                    "content_type": "application/octet-stream", "head": b"\x89PNG"}  # fmt: skip
