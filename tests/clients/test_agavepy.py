@@ -136,3 +136,18 @@ def test_agavepy_actors_get_context_inside_an_execution(abaco_serve: Served) -> 
     assert context["actor_dbid"].endswith(actor["id"]) and context["username"]
     assert context["state"] == "{'n': 1}"  # agavepy hands the state over as the string it finds
     abaco_serve.request("DELETE", f"/actors/{actor['id']}")
+
+
+@pytest.mark.docker
+def test_abaco_executor_with_our_image_on_docker(tmp_path, built_images) -> None:
+    """The same agavepy AbacoExecutor run against the docker runtime: its pickled functions run in the
+    real abaco-nb/py3-func container and the results come back over the results socket."""
+    from tests.serve import start_serve
+
+    served = start_serve(tmp_path / "docker", runtime="docker", token="agave-docker")
+    try:
+        out = run_driver("agavepy", "agave_executor.py", served, timeout=300)
+    finally:
+        served.stop()
+    assert out["submit"] == [13] and out["blocking"] == [11] and out["map"] == [[2], [5]]
+    assert out["failing_done_poll"] == [] and "ValueError: boom from the executor" in out["failing_logs"]
