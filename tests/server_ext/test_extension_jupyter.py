@@ -36,6 +36,12 @@ r = c.send(a.id, "hello from a kernel")
 ex = c.execution(a.id, r.execution_id, wait=60)
 print("STATUS:", ex.status)
 print("LOGS:", c.logs(a.id, r.execution_id))
+from abaco_nb import AbacoExecutor
+def f(x):
+    return 3 * x + 5
+ex = AbacoExecutor(c, progress=False)
+print("EXECUTOR:", ex.blocking_call(f, 3), [r.result()[0] for r in ex.map(f, range(4))])
+ex.delete()
 """
 
 
@@ -152,6 +158,7 @@ def test_kernel_finds_the_embedded_service(tmp_path: Path) -> None:
     assert "HOW: ABACO_NB_URL from the environment" in out
     assert "STATUS: COMPLETE" in out
     assert "Contents of MSG: hello from a kernel" in out
+    assert "EXECUTOR: [14] [5, 8, 11, 14]" in out
 
 
 def test_kernel_code_unchanged_in_proxy_mode(tmp_path: Path, remote: Any) -> None:
@@ -164,6 +171,7 @@ def test_kernel_code_unchanged_in_proxy_mode(tmp_path: Path, remote: Any) -> Non
     assert "HOW: ABACO_NB_URL from the environment" in out
     assert "REMOTE TOKEN VISIBLE: False" in out
     assert "Contents of MSG: hello from a kernel" in out
+    assert "EXECUTOR: [14] [5, 8, 11, 14]" in out  # the executor works through the proxy too
     names = [a["name"] for a in remote.session.get(remote.api("/actors")).json()["result"]]
     assert "from-kernel" in names  # it ran on the remote
 
