@@ -106,7 +106,7 @@ class Dispatcher:
         for execution in plan.fail:
             engine.finish_error(execution, execution.status_message, now())
             self.store.finish_execution(execution, None, None)
-            self._announce(execution)
+            self.announce(execution)
         for execution, _ref in plan.reattach:  # each in a worker slot, so a stateful actor stays at one
             actor = self.store.get_actor(execution.actor_id)
             if actor is None:
@@ -267,7 +267,7 @@ class Dispatcher:
                         execution, f"Internal error while running the execution: {exc}", now()
                     )
                     self.store.finish_execution(execution, None, None)
-                    self._announce(execution)
+                    self.announce(execution)
                 worker.status, worker.current_execution = WORKER_READY, None
                 worker.last_execution_time = now()
                 self.store.put_worker(worker)
@@ -332,7 +332,7 @@ class Dispatcher:
                 collector.close()
                 engine.finish_error(execution, f"The execution could not start: {exc}", now())
                 self.store.finish_execution(execution, None, None)
-                self._announce(execution)
+                self.announce(execution)
                 return
             execution.runtime_ref = handle.ref
             self.store.update_execution(execution)
@@ -396,7 +396,7 @@ class Dispatcher:
             self.runtime.remove(handle)
         except RuntimeError_:
             log.warning("could not remove the runtime resources of %s", execution.id)
-        self._announce(execution)
+        self.announce(execution)
 
     def _resupervise(self, execution: Execution) -> None:
         """Keep supervising an execution a previous run of the service started (docker only)."""
@@ -408,7 +408,7 @@ class Dispatcher:
             self.runtime.stop(handle, grace=1.0)
             engine.finish_error(execution, "The actor was deleted while the service was down.", now())
             self.store.finish_execution(execution, None, None)
-            self._announce(execution)
+            self.announce(execution)
             return
         collector = None
         sock = os.path.join(self.sock_dir, f"{execution.id}.sock")
@@ -420,7 +420,7 @@ class Dispatcher:
 
     # -- completion ---------------------------------------------------------------------------------
 
-    def _announce(self, execution: Execution) -> None:
+    def announce(self, execution: Execution) -> None:
         with self._finished:
             self._finished.notify_all()
         for listener in list(self.completion_listeners):

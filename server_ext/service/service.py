@@ -6,6 +6,7 @@ Every operation of the API is a method here, taking and returning plain data, so
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -25,9 +26,11 @@ from .models import (
     SUBMITTED,
     Actor,
     Execution,
+    parse_bool,
+    parse_int,
     parse_registration,
 )
-from .runtimes.base import API_SOCKET_PATH, Runtime
+from .runtimes.base import API_SOCKET_PATH, ImageCheck, Runtime
 from .store import Store
 from .tokens import Scope, TokenBook
 
@@ -148,7 +151,7 @@ class Service:
         try:
             check = self.runtime.check_image(actor.reg.image, pull=pull)
         except Exception as exc:
-            check = type("C", (), {"ok": False, "message": f"Checking the image failed: {exc}"})()
+            check = ImageCheck(False, f"Checking the image failed: {exc}")
         actor = self.store.get_actor(actor_id)
         if actor is None or actor.revision != revision:
             return
@@ -183,8 +186,6 @@ class Service:
         if isinstance(body, dict):
             raw_force = body.get("force")
             if raw_force is not None:
-                from .models import parse_bool
-
                 force = parse_bool(raw_force, "force")
         reg = parse_registration(body, is_update=True)
         if not actor.reg.stateless and reg.stateless:
@@ -229,7 +230,7 @@ class Service:
             id=new_id(), actor_id=actor.id, executor=sender, status=SUBMITTED, message_received_time=now(),
             content_type=message.content_type, message=message.value, environment=environment,
             revision=actor.revision,
-            max_run_time=engine_int(timeout, "_abaco_nb_timeout") if timeout else None,
+            max_run_time=parse_int(timeout, "_abaco_nb_timeout", minimum=1) if timeout else None,
         )  # fmt: skip
         self.store.submit(execution, message.payload)
         self.dispatcher.notify(actor.id)
@@ -251,7 +252,7 @@ class Service:
         if execution is not None and execution.status == SUBMITTED:
             engine.finish_error(execution, reason, now())
             self.store.finish_execution(execution, None, None)
-            self.dispatcher._announce(execution)
+            self.dispatcher.announce(execution)
 
     # -- executions ---------------------------------------------------------------------------------
 
@@ -339,8 +340,6 @@ class Service:
         return actor.state
 
     def set_state(self, actor_id: str, body: bytes) -> Actor:
-        import json
-
         actor = self.get_actor(actor_id)
         if actor.reg.stateless:
             raise NotFound("actor is stateless.")
@@ -388,9 +387,3 @@ class Service:
         if execution is None or execution.status in (COMPLETE, ERROR):
             return None
         return scope
-
-
-def engine_int(value: str, name: str) -> int:
-    from .models import parse_int
-
-    return parse_int(value, name, minimum=1)
