@@ -99,11 +99,28 @@ def error_response(exc: AbacoError) -> Response:
 
 
 Handler = Callable[["Api", Request, dict[str, str]], Response]
-_ROUTES: list[tuple[re.Pattern[str], dict[str, str]]] = []
+# Each method names an ``Api._<name>`` method, or is a handler function registered by another module
+# (``route(...)`` from ``service/api_*.py``), so a feature brings its routes without growing this file.
+RouteTarget = str | Handler
+_ROUTES: list[tuple[re.Pattern[str], dict[str, RouteTarget]]] = []
 
 
-def _route(pattern: str, **methods: str) -> None:
-    _ROUTES.append((re.compile("^" + pattern + "$"), methods))
+def route(pattern: str, *, first: bool = False, **methods: RouteTarget) -> None:
+    """Add a route. ``first``: match before the generic ``/actors/{id}`` routes (literal segments
+    such as ``/actors/aliases`` must, or they would be read as an actor id)."""
+    entry = (re.compile("^" + pattern + "$"), methods)
+    if first:
+        _ROUTES.insert(0, entry)
+    else:
+        _ROUTES.append(entry)
+
+
+def target_name(target: RouteTarget) -> str:
+    """The operation's name, as the scoped-token allow-list and the OpenAPI test know it."""
+    return target if isinstance(target, str) else target.__name__
+
+
+_route = route
 
 
 _ID = r"(?P<actor_id>[^/]+)"
@@ -157,9 +174,10 @@ class Api:
             match = pattern.match(path)
             if match is None:
                 continue
-            name = methods.get(request.method)
-            if name is None:
+            target = methods.get(request.method)
+            if target is None:
                 raise MethodNotAllowed(request.method, path)
+            name = target_name(target)
             params = match.groupdict()
             principal = request.principal
             if principal is None:
@@ -168,7 +186,7 @@ class Api:
                 name not in _SCOPED_ALLOWED or params.get("actor_id") != principal.scope.actor_id
             ):
                 raise Forbidden("actor")
-            handler: Handler = getattr(Api, "_" + name)
+            handler: Handler = getattr(Api, "_" + target) if isinstance(target, str) else target
             return handler(self, request, params)
         raise NotFound(f"No such route: {request.method} {request.path}. Routes start with /actors.")
 
