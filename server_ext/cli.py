@@ -19,6 +19,13 @@ def _serve(args: argparse.Namespace) -> int:
         config.max_run_time = args.max_run_time
     if args.max_body_bytes is not None:
         config.max_body_bytes = args.max_body_bytes
+    if args.mem_limit is not None:
+        config.default_mem_limit = None if args.mem_limit == "-1" else args.mem_limit
+    if args.cpus is not None:
+        config.default_max_cpus = None if args.cpus <= 0 else int(args.cpus * 1_000_000_000)
+    if args.max_workers_per_actor is not None:
+        config.max_workers_per_actor = args.max_workers_per_actor
+    config.container_network = args.container_network
     serve(config, args.host, args.port, args.token, args.connection_file)
     return 0
 
@@ -49,6 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--runtime", choices=["auto", "docker", "process"], default="auto")
     serve.add_argument("--max-run-time", type=int, help="seconds an execution may run (default 43200)")
     serve.add_argument("--max-body-bytes", type=int, help="largest request body accepted (default 256 MiB)")
+    serve.add_argument(
+        "--mem-limit", help="default memory limit of an execution, e.g. 512m (default 2g; -1: none)"
+    )
+    serve.add_argument("--cpus", type=float, help="default CPUs of an execution (default 1; 0: no limit)")
+    serve.add_argument(
+        "--max-workers-per-actor", type=int, help="workers a stateless actor may have (default 6)"
+    )
+    serve.add_argument(
+        "--container-network", action="store_true", help="give actor containers a network (default: none)"
+    )
     serve.add_argument("--connection-file", help="where to write url and token (mode 0600)")
     serve.set_defaults(func=_serve)
     images = sub.add_parser("images", help="build the executor and test images locally")

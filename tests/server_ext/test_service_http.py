@@ -250,3 +250,15 @@ def test_image_the_runtime_cannot_run_goes_error(served):
     r = served.session.post(served.api("/actors"), json={"image": "abacosamples/wc"})
     actor = wait_ready(served, r.json()["result"]["id"])
     assert actor["status"] == "ERROR" and "process runtime" in actor["status_message"]
+
+
+def test_default_memory_limit_applies_to_processes(tmp_path):
+    limited = start_serve(tmp_path, extra=["--mem-limit", "256m"])
+    try:
+        actor = register(limited, image=local("x = bytearray(600 * 1024 * 1024); print('allocated')"))
+        eid = send(limited, actor["id"], data={"message": "x"})
+        result = wait_status(limited, actor["id"], eid)
+        logs = limited.session.get(limited.api(f"/actors/{actor['id']}/executions/{eid}/logs")).json()
+        assert result["exit_code"] != 0 and "MemoryError" in logs["result"]["logs"]
+    finally:
+        limited.stop()
