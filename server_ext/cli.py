@@ -26,6 +26,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.max_workers_per_actor is not None:
         config.max_workers_per_actor = args.max_workers_per_actor
     config.container_network = args.container_network
+    if args.cron_interval is not None:
+        config.cron_interval = args.cron_interval
     serve(config, args.host, args.port, args.token, args.connection_file)
     return 0
 
@@ -66,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--container-network", action="store_true", help="give actor containers a network (default: none)"
     )
+    serve.add_argument("--cron-interval", type=float, help="seconds between cron passes (default 50)")
     serve.add_argument("--connection-file", help="where to write url and token (mode 0600)")
     serve.set_defaults(func=_serve)
     images = sub.add_parser("images", help="build the executor and test images locally")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from .cron import CRON_EXECUTOR
 from .errors import AbacoError, TooLarge
 from .models import COMPLETE, ERROR, Actor, Execution
 
@@ -127,6 +128,8 @@ def execution_environment(
             "_actor_configs": "{}",
         }
     )
+    if execution.executor == CRON_EXECUTOR:  # Abaco's cron message carries no sender
+        del env["_abaco_username"]
     msg = msg_value(execution.content_type, execution.message)
     if msg is not None:
         env["MSG"] = msg

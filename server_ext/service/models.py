@@ -187,6 +187,7 @@ class Actor:
     revision: int = 1
     create_time: float = 0.0
     last_update_time: float = 0.0
+    cron_next_ex: str | None = None  # "YYYY-MM-DD HH" (UTC) of the next cron run; set by automation
 
     def display(self, api_server: str) -> dict[str, Any]:
         """Abaco's Actor object (§1.5); ``db_id``/``tenant``/``api_server`` are not shown."""
@@ -211,7 +212,7 @@ class Actor:
             "uid": None,
             "gid": None,
             "tasdir": None,
-            "cron_next_ex": None,
+            "cron_next_ex": self.cron_next_ex,
             "create_time": display_time(self.create_time),
             "last_update_time": display_time(self.last_update_time),
         }
