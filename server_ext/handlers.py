@@ -37,6 +37,17 @@ def bearer_token(headers: Any, query_token: str | None) -> str | None:
     return query_token or None
 
 
+def nonce_only(request: Any) -> str | None:
+    """The ``?x-nonce=`` of a request that carries no other credentials (Abaco reads the nonce only when
+    no token is present): the one unauthenticated path besides CORS preflight. ``Api`` checks it."""
+    nonce = request.query_arguments.get("x-nonce")
+    if not nonce or "token" in request.query_arguments:
+        return None
+    if request.headers.get("Authorization") or request.headers.get("X-Tapis-Token"):
+        return None
+    return str(nonce[-1].decode("utf-8", "replace")) or None
+
+
 class Backend(Protocol):
     """What answers a request: the embedded ``Api``, or ``proxy.Proxy`` forwarding to a remote Abaco."""
 
@@ -156,7 +167,8 @@ class StandaloneHandler(AbacoBaseHandler):
     def principal(self) -> Principal | None:
         sent = bearer_token(self.request.headers, self.get_query_argument("token", None))
         if not sent:
-            return None
+            nonce = nonce_only(self.request)
+            return Principal(self.api.service.config.username, nonce=nonce) if nonce else None
         if hmac.compare_digest(sent.encode(), self.token.encode()):
             return Principal(self.api.service.config.username)
         scope = self.api.service.check_scoped_token(sent)
@@ -211,7 +223,10 @@ class JupyterAbacoHandler(JupyterHandler, AbacoBaseHandler):
             self.set_header("Access-Control-Allow-Methods", CORS_HEADERS["Access-Control-Allow-Methods"])
             return
         own = self._token_principal()
-        if own is not None:  # a header token: no cookie involved, so no XSRF to check
+        nonce = nonce_only(self.request) if own is None else None
+        if nonce is not None:  # ?x-nonce= and nothing else: the API (or the remote) checks the nonce
+            own = Principal(self.username, nonce=nonce)
+        if own is not None:  # a header token or a nonce: no cookie involved, so no XSRF to check
             self.current_user = self._jupyter_current_user = None
             self._principal = own
             AbacoBaseHandler.prepare(self)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from .access import required_level
 from .errors import AbacoError, Forbidden, MethodNotAllowed, NotFound
 from .models import COMPLETE, ERROR, Actor, Execution, parse_int, to_camel
 from .service import VERSION, Service
@@ -36,10 +37,12 @@ _OPAQUE_KEYS = {"default_environment", "state", "final_state", "msg", "_links", 
 
 @dataclass
 class Principal:
-    """Who is asking: the user, and for an execution's own token the scope it is limited to."""
+    """Who is asking: the user, and for an execution's own token the scope it is limited to. ``nonce``:
+    a request with ``?x-nonce=`` and no token; ``Api`` redeems it and the caller becomes its owner."""
 
     user: str
     scope: Scope | None = None
+    nonce: str | None = None
 
 
 @dataclass
@@ -182,6 +185,13 @@ class Api:
             principal = request.principal
             if principal is None:
                 raise AbacoError("Authentication required.", 401)
+            if principal.nonce is not None:  # checked and counted atomically; runs as the nonce's owner
+                identifier = params.get("actor_id") or params.get("alias")
+                level = required_level(request.method, path)
+                used = self.service.access.redeem(principal.nonce, identifier, level)
+                principal = request.principal = Principal(used.owner, nonce=used.id)
+            if params.get("actor_id"):  # an alias works in place of an actor id on every route
+                params["actor_id"] = self.service.access.resolve(params["actor_id"])
             if principal.scope is not None and (
                 name not in _SCOPED_ALLOWED or params.get("actor_id") != principal.scope.actor_id
             ):
@@ -430,3 +440,6 @@ class Api:
     def _delete_worker(self, request: Request, params: dict[str, str]) -> Response:
         self.service.delete_worker(params["actor_id"], params["worker_id"])
         return self._ok(request, None, "Worker scheduled to be stopped.")
+
+
+from . import api_access  # noqa: E402, F401 - registers the alias, nonce and permission routes

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from . import engine
+from .access_ops import Access
 from .config import ServiceConfig
 from .dispatcher import Dispatcher
 from .errors import AbacoError, NotFound
@@ -84,6 +85,7 @@ class Service:
         )
         self._preparing = ThreadPoolExecutor(max_workers=4, thread_name_prefix="image")
         self._janitor_stop = threading.Event()
+        self.access = Access(self.store)  # aliases, nonces, permissions
 
     # -- life cycle ---------------------------------------------------------------------------------
 

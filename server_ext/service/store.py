@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
+from .access import Alias, Nonce
 from .models import Actor, Execution, Registration, Worker
 
 _SCHEMA = """
@@ -45,6 +46,16 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE INDEX IF NOT EXISTS results_by_execution ON results (execution_id, seq);
 CREATE TABLE IF NOT EXISTS workers (id TEXT PRIMARY KEY, actor_id TEXT NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS aliases (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, alias TEXT UNIQUE NOT NULL, actor_id TEXT NOT NULL, data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nonces (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, actor_id TEXT, alias TEXT, data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS permissions (
+    kind TEXT NOT NULL, target TEXT NOT NULL, user TEXT NOT NULL, level TEXT NOT NULL,
+    PRIMARY KEY (kind, target, user)
+);
 """
 
 
@@ -133,6 +144,9 @@ class Store:
                 (actor_id,),
             )
             db.execute("DELETE FROM actors WHERE id=?", (actor_id,))
+            # its nonces and permissions go too; aliases stay, pointing at nothing (as Abaco)
+            db.execute("DELETE FROM nonces WHERE actor_id=? AND alias IS NULL", (actor_id,))
+            db.execute("DELETE FROM permissions WHERE kind='actor' AND target=?", (actor_id,))
         return queued
 
     # -- messages and executions -------------------------------------------------------------------
@@ -396,3 +410,94 @@ class Store:
                 "executions": self._db.execute("SELECT COUNT(*) FROM executions").fetchone()[0],
                 "queued": self._db.execute("SELECT COUNT(*) FROM mailbox").fetchone()[0],
             }
+
+    # -- aliases, nonces and permissions (access.py decides; these only store) ----------------------
+
+    def add_alias(self, alias: Alias) -> bool:
+        """False when the name is taken: uniqueness is the table's, so two racing POSTs cannot both win."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO aliases (alias, actor_id, data) VALUES (?, ?, ?)",
+                (alias.alias, alias.actor_id, json.dumps(asdict(alias))),
+            )
+            return cur.rowcount == 1
+
+    def get_alias(self, name: str) -> Alias | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM aliases WHERE alias=?", (name,)).fetchone()
+        return Alias(**json.loads(row[0])) if row else None
+
+    def list_aliases(self) -> list[Alias]:
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM aliases ORDER BY seq").fetchall()
+        return [Alias(**json.loads(r[0])) for r in rows]
+
+    def put_alias(self, alias: Alias) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE aliases SET actor_id=?, data=? WHERE alias=?",
+                (alias.actor_id, json.dumps(asdict(alias)), alias.alias),
+            )
+
+    def delete_alias(self, name: str) -> bool:
+        """Remove the alias with its own nonces and permissions; False when there was none."""
+        with self._tx() as db:
+            gone = db.execute("DELETE FROM aliases WHERE alias=?", (name,)).rowcount == 1
+            db.execute("DELETE FROM nonces WHERE alias=?", (name,))
+            db.execute("DELETE FROM permissions WHERE kind='alias' AND target=?", (name,))
+        return gone
+
+    def add_nonce(self, nonce: Nonce) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO nonces (id, actor_id, alias, data) VALUES (?, ?, ?, ?)",
+                (nonce.id, nonce.actor_id, nonce.alias, json.dumps(asdict(nonce))),
+            )
+
+    def get_nonce(self, nonce_id: str) -> Nonce | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM nonces WHERE id=?", (nonce_id,)).fetchone()
+        return Nonce(**json.loads(row[0])) if row else None
+
+    def list_nonces(self, *, actor_id: str | None = None, alias: str | None = None) -> list[Nonce]:
+        """An actor's own nonces (``actor_id``) or an alias's (``alias``), oldest first."""
+        with self._lock:
+            if alias is not None:
+                rows = self._db.execute("SELECT data FROM nonces WHERE alias=? ORDER BY seq", (alias,))
+            else:
+                rows = self._db.execute(
+                    "SELECT data FROM nonces WHERE actor_id=? AND alias IS NULL ORDER BY seq", (actor_id,)
+                )
+            return [Nonce(**json.loads(r[0])) for r in rows.fetchall()]
+
+    def delete_nonce(self, nonce_id: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM nonces WHERE id=?", (nonce_id,)).rowcount == 1
+
+    def redeem_nonce(self, nonce_id: str, decide: Callable[[Nonce], Nonce]) -> Nonce | None:
+        """Read the nonce, let ``decide`` (``access.redeem``) refuse it or return it used once, and write
+        that back, in one transaction: a nonce with one use left serves exactly one request.
+        None when there is no such nonce; ``decide``'s refusal propagates and nothing is written."""
+        with self._tx() as db:
+            row = db.execute("SELECT data FROM nonces WHERE id=?", (nonce_id,)).fetchone()
+            if row is None:
+                return None
+            used = decide(Nonce(**json.loads(row[0])))
+            db.execute("UPDATE nonces SET data=? WHERE id=?", (json.dumps(asdict(used)), nonce_id))
+        return used
+
+    def get_permissions(self, kind: str, target: str) -> dict[str, str]:
+        """The grants on an actor (``kind="actor"``) or an alias (``"alias"``), in the order made."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT user, level FROM permissions WHERE kind=? AND target=? ORDER BY rowid", (kind, target)
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def set_permission(self, kind: str, target: str, user: str, level: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO permissions (kind, target, user, level) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (kind, target, user) DO UPDATE SET level=excluded.level",
+                (kind, target, user, level),
+            )

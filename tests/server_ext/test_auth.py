@@ -41,7 +41,9 @@ def every_route(actor_id: str, execution_id: str, worker_id: str) -> list[tuple[
     values = {"actor_id": actor_id, "execution_id": execution_id, "worker_id": worker_id}
     routes = []
     for pattern, methods in api._ROUTES:
-        path = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: values[m.group(1)], pattern.pattern.strip("^$"))
+        path = re.sub(
+            r"\(\?P<(\w+)>[^)]*\)", lambda m: values.get(m.group(1), m.group(1)), pattern.pattern.strip("^$")
+        )
         routes += [(method, path) for method in methods]
     return sorted(routes)
 

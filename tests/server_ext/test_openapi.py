@@ -258,6 +258,40 @@ def test_a_walk_through_every_route_matches_the_document(abaco_serve: Served) ->
     w.call("DELETE", f"/actors/{sleeper}/executions/{running['execution_id']}", 200)
     w.call("GET", f"/actors/{sleeper}/executions/{running['execution_id']}?wait=30", 200)
 
+    # aliases, nonces, permissions
+    w.call("GET", "/actors/aliases", 200)
+    w.call("POST", "/actors/aliases", 200, json={"alias": "openapi.alias", "actor_id": aid})
+    w.call("POST", "/actors/aliases", 400, json={"alias": "openapi.alias", "actor_id": aid})
+    w.call("POST", "/v3/actors/aliases", 404, json={"alias": "openapi-x", "actor_id": "NOPE"})
+    w.call("GET", "/actors/aliases/openapi.alias?case=camel", 200)
+    w.call("GET", "/actors/aliases/NOPE", 404)
+    w.call("PUT", "/actors/aliases/openapi.alias", 200, data={"actor_id": stateful})
+    w.call("GET", "/actors/aliases/openapi.alias/permissions", 200)
+    w.call("POST", "/actors/aliases/openapi.alias/permissions", 200, json={"user": "u", "level": "READ"})
+    w.call("POST", "/actors/aliases/openapi.alias/permissions", 400, json={"user": "u", "level": "ALL"})
+    nonce = w.call("POST", "/actors/aliases/openapi.alias/nonces", 200).json()["result"]
+    w.call("POST", "/actors/aliases/openapi.alias/nonces", 400, json={"level": "UPDATE"})
+    w.call("GET", "/actors/aliases/openapi.alias/nonces", 200)
+    w.call("GET", f"/actors/aliases/openapi.alias/nonces/{nonce['id']}", 200)
+    w.call("GET", f"/actors/openapi.alias/state?x-nonce={nonce['id']}", 200, auth=False)
+    w.call("DELETE", f"/actors/aliases/openapi.alias/nonces/{nonce['id']}", 200)
+    w.call("GET", f"/actors/aliases/openapi.alias/nonces/{nonce['id']}", 400)
+    w.call("DELETE", "/actors/aliases/openapi.alias", 200)
+    w.call("DELETE", "/actors/aliases/openapi.alias", 404)
+    w.call("GET", f"/actors/{aid}/nonces", 200)
+    made = w.call("POST", f"/actors/{aid}/nonces", 200, json={"max_uses": 2, "level": "READ"})
+    nonce = made.json()["result"]
+    w.call("POST", f"/actors/{aid}/nonces?case=camel", 200, data={"maxUses": "1"})
+    w.call("POST", f"/actors/{aid}/nonces", 400, json={"max_uses": 0})
+    w.call("GET", f"/actors/{aid}/nonces/{nonce['id']}", 200)
+    w.call("GET", f"/actors/{aid}?x-nonce={nonce['id']}", 200, auth=False)
+    w.call("DELETE", f"/actors/{aid}?x-nonce={nonce['id']}", 400, auth=False)  # READ only
+    w.call("GET", f"/actors/{aid}/nonces/LOCAL_NOPE", 400)
+    w.call("DELETE", f"/actors/{aid}/nonces/{nonce['id']}", 200)
+    w.call("GET", f"/actors/{aid}/permissions", 200)
+    w.call("POST", f"/actors/{aid}/permissions", 200, data={"user": "ABACO_WORLD", "level": "READ"})
+    w.call("POST", f"/actors/{aid}/permissions", 400, json={"level": "READ"})
+
     # deletes
     for actor_id in (aid, stateful, sleeper):
         w.call("DELETE", f"/actors/{actor_id}", 200)
