@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from . import engine
 from .access_ops import Access
+from .automation import Automation
 from .config import ServiceConfig
 from .dispatcher import Dispatcher
 from .errors import AbacoError, NotFound
@@ -86,6 +87,7 @@ class Service:
         self._preparing = ThreadPoolExecutor(max_workers=4, thread_name_prefix="image")
         self._janitor_stop = threading.Event()
         self.access = Access(self.store)  # aliases, nonces, permissions
+        self.automation = Automation(self)  # events to links and webhooks, and the cron pass
 
     # -- life cycle ---------------------------------------------------------------------------------
 
@@ -96,9 +98,11 @@ class Service:
             if actor.status in (SUBMITTED, READY):
                 self._preparing.submit(self._prepare, actor.id, actor.revision, False)
         threading.Thread(target=self._janitor, name="janitor", daemon=True).start()
+        self.automation.start()
 
     def close(self) -> None:
         self._janitor_stop.set()
+        self.automation.close()
         self.dispatcher.shutdown()
         self._preparing.shutdown(wait=False, cancel_futures=True)
         self.store.close()
@@ -157,9 +161,11 @@ class Service:
         actor = self.store.get_actor(actor_id)
         if actor is None or actor.revision != revision:
             return
+        before = actor.status
         actor.status = READY if check.ok else ERROR
         actor.status_message = "" if check.ok else check.message
         self.store.put_actor(actor)
+        self.automation.actor_checked(actor, before)
         if check.ok:
             self.dispatcher.notify(actor_id)
 
@@ -167,7 +173,9 @@ class Service:
         reg = parse_registration(body)
         t = now()
         actor = Actor(id=new_id(), owner=owner, reg=reg, create_time=t, last_update_time=t)
+        actor.cron_next_ex = self.automation.check(None, reg, body)  # link, webhook, cron_schedule
         self.store.put_actor(actor)
+        self.automation.saved(actor)
         self._preparing.submit(self._prepare, actor.id, actor.revision, False)
         return actor
 
@@ -195,6 +203,7 @@ class Service:
                              "(send \"stateless\": false on every PUT of a stateful actor).")  # fmt: skip
         reg.name = actor.reg.name
         new_revision = force or reg.image != actor.reg.image
+        actor.cron_next_ex = self.automation.check(actor, reg, body)  # link, webhook, cron_schedule
         actor.reg = reg
         actor.last_update_time = now()
         if new_revision:
@@ -202,6 +211,7 @@ class Service:
             actor.status = SUBMITTED
             actor.status_message = ""
         self.store.put_actor(actor)
+        self.automation.saved(actor)
         if new_revision:
             self.dispatcher.stop_actor(actor_id, "Stopped: the actor was updated to a new revision.")
             self._preparing.submit(self._prepare, actor.id, actor.revision, True)

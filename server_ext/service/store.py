@@ -126,6 +126,17 @@ class Store:
             rows = self._db.execute("SELECT data FROM actors ORDER BY seq").fetchall()
         return [_actor_from_json(r[0]) for r in rows]
 
+    def set_cron_next_ex(self, actor_id: str, expected: str | None, value: str) -> bool:
+        """Move an actor's ``cron_next_ex`` from ``expected`` to ``value``, only that field and only if
+        it still is ``expected`` (a PUT may have changed the schedule meanwhile). True when moved."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE actors SET data=json_set(data, '$.cron_next_ex', ?) "
+                "WHERE id=? AND json_extract(data, '$.cron_next_ex') IS ?",
+                (value, actor_id, expected),
+            )
+            return cur.rowcount == 1
+
     def delete_actor(self, actor_id: str) -> list[str]:
         """Remove the actor, its mailbox, workers, logs and results; keep execution records (as Abaco).
         Returns the ids of executions that were still queued (they end ERROR: their actor is gone)."""
