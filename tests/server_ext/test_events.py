@@ -85,6 +85,22 @@ def test_a_linked_actor_gets_ready_and_execution_complete_events(served: Served)
     assert "'status': 'COMPLETE'" in complete_logs and "'exit_code': 0" in complete_logs
 
 
+def test_a_link_may_name_an_alias(served: Served) -> None:
+    target = register(served, name="alias-target")
+    r = served.session.post(
+        served.api("/actors/aliases"), json={"alias": "event-sink", "actor_id": target["id"]}
+    )
+    assert r.status_code == 200, r.text
+    source = register(served, name="alias-source", link="event-sink")
+    assert wait_ready(served, source["id"])["status"] == "READY"
+    (ready,) = executions(served, target["id"], 1)
+    assert "'event_type': 'ACTOR_READY'" in logs(served, target["id"], ready["id"])
+    r = served.session.put(
+        served.api(f"/actors/{target['id']}"), json={"image": "abaco-nb/test", "link": source["id"]}
+    )
+    assert r.status_code == 400 and "cycle of linked actors" in r.json()["message"]
+
+
 class _Hook(BaseHTTPRequestHandler):
     received: list[dict[str, Any]]
     arrived: threading.Condition
