@@ -289,6 +289,56 @@ class Client:
     def add_workers(self, actor_id: str, num: int) -> None:
         self.request("POST", f"/{actor_id}/workers", json={"num": num})
 
+    # -- nonces, aliases, permissions ---------------------------------------------------------------
+
+    def create_nonce(
+        self, actor_id: str, *, level: str | None = None, max_uses: int | None = None, description: str = ""
+    ) -> Record:
+        """A nonce for the actor (or alias): anyone holding its id can call the actor with
+        ``?x-nonce=<id>`` and no token, at ``level`` (default EXECUTE), ``max_uses`` times (default
+        unlimited)."""
+        body: dict[str, Any] = {"description": description} if description else {}
+        if level is not None:
+            body["level"] = level
+        if max_uses is not None:
+            body["max_uses"] = max_uses
+        return wrap(self.request("POST", f"/{actor_id}/nonces", json=body))
+
+    def nonces(self, actor_id: str) -> list[Record]:
+        return wrap(self.request("GET", f"/{actor_id}/nonces") or [])
+
+    def nonce(self, actor_id: str, nonce_id: str) -> Record:
+        return wrap(self.request("GET", f"/{actor_id}/nonces/{nonce_id}"))
+
+    def delete_nonce(self, actor_id: str, nonce_id: str) -> None:
+        self.request("DELETE", f"/{actor_id}/nonces/{nonce_id}")
+
+    def create_alias(self, alias: str, actor_id: str) -> Record:
+        """Name the actor ``alias``; the alias then works wherever an actor id does."""
+        return wrap(self.request("POST", "/aliases", json={"alias": alias, "actor_id": actor_id}))
+
+    def aliases(self) -> list[Record]:
+        return wrap(self.request("GET", "/aliases") or [])
+
+    def alias(self, alias: str) -> Record:
+        return wrap(self.request("GET", f"/aliases/{alias}"))
+
+    def update_alias(self, alias: str, actor_id: str) -> Record:
+        """Point an existing alias at another actor."""
+        return wrap(self.request("PUT", f"/aliases/{alias}", json={"actor_id": actor_id}))
+
+    def delete_alias(self, alias: str) -> None:
+        self.request("DELETE", f"/aliases/{alias}")
+
+    def permissions(self, actor_id: str) -> dict[str, str]:
+        """``{user: LEVEL}`` on the actor (given by id or alias)."""
+        return dict(self.request("GET", f"/{actor_id}/permissions") or {})
+
+    def grant(self, actor_id: str, user: str, level: str) -> dict[str, str]:
+        """Give ``user`` (``ABACO_WORLD``: everyone) ``level`` (NONE, READ, EXECUTE, UPDATE) on the actor."""
+        body = {"user": user, "level": level}
+        return dict(self.request("POST", f"/{actor_id}/permissions", json=body) or {})
+
 
 def _error_message(resp: requests.Response) -> str:
     try:

@@ -18,7 +18,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from ..records import ActorList, Execution, ExecutionList, MessageReceipt, WorkerList
-from . import cell_actor, sweep
+from . import access, cell_actor, sweep
 from .display import Finished, HelpText, Logs, Notice, State
 from .parsing import (
     HelpRequested,
@@ -121,6 +121,8 @@ class AbacoMagics(Magics):
         )
         if named:
             return str(named[-1]["id"])
+        if access.is_alias(self.get_client(), ref):
+            return ref  # the service resolves an alias wherever an actor id goes
         raise MagicError(f"no actor with id or name {ref!r} (%abaco actors lists them)")
 
     def _remember(self, actors: list[Any]) -> None:
@@ -308,6 +310,16 @@ class AbacoMagics(Magics):
     def _cmd_cancel(self, args: argparse.Namespace) -> Notice:
         actor_id = self.resolve(args.actor)
         return Notice(self.get_client().cancel(actor_id, args.execution) or "cancelled")
+
+    def _cmd_nonces(self, args: argparse.Namespace) -> Any:
+        return access.nonces(self.get_client(), self.resolve(args.actor), args)
+
+    def _cmd_alias(self, args: argparse.Namespace) -> Any:
+        actor_id = self.resolve(args.actor) if args.actor and not args.delete else None
+        return access.alias(self.get_client(), args.alias, actor_id, args.delete)
+
+    def _cmd_aliases(self, args: argparse.Namespace) -> Any:
+        return access.aliases(self.get_client())
 
     def _cmd_dashboard(self, args: argparse.Namespace) -> Any:
         from ..widgets.dashboard import Dashboard

@@ -145,6 +145,21 @@ def build_parser() -> MagicParser:
     p.add_argument("actor", help="actor id or name")
     p.add_argument("execution", help="execution id")
 
+    p = add("nonces", "List an actor's nonces (?x-nonce= access without the token), or create or delete one.")
+    p.add_argument("actor", help="actor id, name or alias")
+    p.add_argument("--create", action="store_true", help="create a nonce (returned: its id is .id)")
+    p.add_argument("--level", help="with --create: READ, EXECUTE (default) or UPDATE")
+    p.add_argument("--max-uses", type=int, metavar="N", help="with --create: uses allowed (-1: unlimited)")
+    p.add_argument("--description", help="with --create: free text")
+    p.add_argument("--delete", metavar="NID", help="delete this nonce")
+
+    p = add("alias", "Give an actor an alias (re-points an existing one), usable wherever its id is.")
+    p.add_argument("alias", help="the alias: no spaces or / ? # and the like; dots are fine")
+    p.add_argument("actor", nargs="?", help="actor id or name")
+    p.add_argument("--delete", action="store_true", help="delete the alias")
+
+    add("aliases", "List aliases.")
+
     p = add("dashboard", "A live dashboard of actors, executions, logs, workers and a timeline.")
     p.add_argument("--interval", type=float, default=2.0, help="refresh period in seconds (default 2)")
 
@@ -172,7 +187,7 @@ Cell magics:
 
 SUB_PARSERS_ORDER = (
     "connect actors actor register update delete send executions execution logs state workers cancel "
-    "dashboard help"
+    "nonces alias aliases dashboard help"
 ).split()
 
 
@@ -185,7 +200,7 @@ def usage(parser: MagicParser, topic: str | None = None) -> str:
         if topic not in sub:
             raise MagicError(f"no command {topic!r}; commands: {', '.join(SUB_PARSERS_ORDER)}")
         return sub[topic].format_help()
-    lines = ["%abaco COMMAND [ARGS] — actors are referred to by id or by name.", "", "Line magics:"]
+    lines = ["%abaco COMMAND [ARGS] — actors are referred to by id, name or alias.", "", "Line magics:"]
     for name in SUB_PARSERS_ORDER:
         p = sub[name]
         text = p.format_usage().replace("usage: ", "").strip()
