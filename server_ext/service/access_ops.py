@@ -82,7 +82,9 @@ class Access:
         """PUT re-points the alias; the name itself cannot change (Abaco forbids the field)."""
         alias = self.get_alias(name)
         if body.get("alias") not in (None, name):
-            raise AbacoError("Invalid alias: the alias itself cannot be updated; delete it and create another.")
+            raise AbacoError(
+                "Invalid alias: the alias itself cannot be updated; delete it and create another."
+            )
         actor_id = access.alias_target(body)
         self._actor_exists(actor_id)
         alias.actor_id = actor_id
