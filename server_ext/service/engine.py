@@ -20,7 +20,9 @@ from .models import COMPLETE, ERROR, Actor, Execution
 CT_STR, CT_JSON, CT_BINARY = "str", "application/json", "application/octet-stream"
 LOG_LIMIT = 1_000_000
 LOG_TRUNCATED = " LOG LIMIT EXCEEDED; this execution log was TRUNCATED!"
-RESERVED_QUERY = {"message"}  # every other query parameter becomes an environment variable
+# Every other query parameter becomes an environment variable (Abaco §2.3). Unlike Abaco we keep the
+# credentials out: ``token`` (our service token) and ``x-nonce`` must not reach a container.
+RESERVED_QUERY = {"message", "token", "x-nonce"}
 
 
 @dataclass

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from IPython.core.error import UsageError
+from IPython import get_ipython
 from IPython.testing.globalipapp import start_ipython
 
 from abaco_nb.client import Client
@@ -25,7 +26,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def ip(served: Served):
-    shell = start_ipython()
+    shell = start_ipython() or get_ipython()  # start_ipython() gives the global shell once a process
     shell.run_line_magic("load_ext", "abaco_nb")
     shell.run_line_magic("abaco", f"connect {served.url} --token {served.token}")
     return shell

@@ -84,8 +84,9 @@ def test_environment_precedence_and_contract():
         assert name in env, name
 
 
-def test_query_environment_drops_message_only():
-    assert engine.query_environment({"message": ["m"], "key1": ["a", "b"]}) == {"key1": "b"}
+def test_query_environment_drops_the_message_and_credentials():
+    query = {"message": ["m"], "key1": ["a", "b"], "token": ["secret"], "x-nonce": ["LOCAL_x"], "SLEEP": ["0"]}
+    assert engine.query_environment(query) == {"key1": "b", "SLEEP": "0"}
 
 
 @pytest.mark.parametrize(
