@@ -164,7 +164,8 @@ class Service:
         before = actor.status
         actor.status = READY if check.ok else ERROR
         actor.status_message = "" if check.ok else check.message
-        self.store.put_actor(actor)
+        if not self.store.set_actor_status(actor_id, revision, actor.status, actor.status_message):
+            return  # deleted or updated to a new revision meanwhile
         self.automation.actor_checked(actor, before)
         if check.ok:
             self.dispatcher.notify(actor_id)

@@ -126,6 +126,18 @@ class Store:
             rows = self._db.execute("SELECT data FROM actors ORDER BY seq").fetchall()
         return [_actor_from_json(r[0]) for r in rows]
 
+    def set_actor_status(self, actor_id: str, revision: int, status: str, status_message: str) -> bool:
+        """Set only the status of the actor's ``revision`` (an image check's outcome), so a PUT, a state
+        POST or a cron pass written while the image was checked is not overwritten. False when the
+        actor is gone or has moved to another revision."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE actors SET data=json_set(data, '$.status', ?, '$.status_message', ?) "
+                "WHERE id=? AND json_extract(data, '$.revision')=?",
+                (status, status_message, actor_id, revision),
+            )
+            return cur.rowcount == 1
+
     def set_cron_next_ex(self, actor_id: str, expected: str | None, value: str) -> bool:
         """Move an actor's ``cron_next_ex`` from ``expected`` to ``value``, only that field and only if
         it still is ``expected`` (a PUT may have changed the schedule meanwhile). True when moved."""
