@@ -54,6 +54,9 @@ class ResultCollector:
         self._closing.set()
         try:  # wake the reader now rather than at its next timeout
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as waker:
+                # Never block: with the queue full (net.unix.max_dgram_qlen, 10 by default) the reader is
+                # awake anyway, and the drain below takes what it leaves.
+                waker.setblocking(False)
                 waker.sendto(b"", self.path)
         except OSError:
             pass
