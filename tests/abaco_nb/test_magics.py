@@ -8,8 +8,8 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from IPython.core.error import UsageError
 from IPython import get_ipython
+from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
 
 from abaco_nb.client import Client
