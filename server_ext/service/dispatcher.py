@@ -315,7 +315,7 @@ class Dispatcher:
             os.chmod(binary_path, 0o444)
         collector = ResultCollector(
             os.path.join(self.sock_dir, f"{execution.id}.sock"),
-            lambda data: self.store.add_result(execution.id, data, now()),
+            lambda frames: self.store.add_results(execution.id, frames, now()),
         )
         spec = RunSpec(
             execution_id=execution.id, actor_id=actor.id, worker_id=worker.id, image=actor.reg.image,
@@ -413,7 +413,9 @@ class Dispatcher:
         collector = None
         sock = os.path.join(self.sock_dir, f"{execution.id}.sock")
         try:  # rebind the results socket at the same path, so later datagrams still arrive
-            collector = ResultCollector(sock, lambda data: self.store.add_result(execution.id, data, now()))
+            collector = ResultCollector(
+                sock, lambda frames: self.store.add_results(execution.id, frames, now())
+            )
         except OSError:
             collector = None
         self._supervise(actor, execution, handle, collector)

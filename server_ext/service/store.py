@@ -323,6 +323,14 @@ class Store:
                 (execution_id, body, created),
             )
 
+    def add_results(self, execution_id: str, bodies: list[bytes], created: float) -> None:
+        """Several frames in one transaction, in order (the results collector's batches)."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO results (execution_id, body, created) VALUES (?, ?, ?)",
+                [(execution_id, body, created) for body in bodies],
+            )
+
     def pop_result(self, execution_id: str) -> bytes | None:
         """Abaco's destructive read: the oldest unread result, marked read (kept for ``all_results``)."""
         with self._tx() as db:

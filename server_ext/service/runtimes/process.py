@@ -13,6 +13,10 @@ and ``ABACO_NB_RESULTS_SOCK``, which ``abaco_nb.actors`` honours. Which program 
 
 The process does not inherit the service's environment (that holds the service token): only the
 contract's variables plus PATH, HOME, LANG and TMPDIR. A memory limit becomes RLIMIT_AS.
+
+Executions of the executor image are forked from a pre-started Python (:mod:`.zygote`) instead of
+starting a fresh interpreter each (~1 ms instead of ~80 ms); everything above holds for them too, and
+``Popen`` takes over whenever the zygote cannot.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from .base import (
     RunSpec,
     RuntimeError_,
 )
+from .zygote import Zygote, ZygoteExit, ZygoteFailed, ZygoteUnavailable, exit_code, fresh_start_differs
 
 ENV_SERVICE = "ABACO_NB_SERVICE_ID"
 TEST_SCRIPT = (
@@ -46,6 +51,8 @@ TEST_SCRIPT = (
 )
 _PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
 _UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+FUNC_REPO = "abaco-nb/py3-func"
+_MARK = [ENV_SERVICE, "_abaco_execution_id"]  # what find_leftovers reads in /proc/PID/environ
 
 
 def _repo_of(image: str) -> str:
@@ -60,7 +67,7 @@ def command_for(image: str) -> list[str] | None:
         line = image[len("local:") :].strip()
         return shlex.split(line) if line else None
     repo = _repo_of(image)
-    if repo == "abaco-nb/py3-func":
+    if repo == FUNC_REPO:
         return [sys.executable, "-m", "abaco_nb.func_runner"]
     if repo in ("abaco-nb/test", "abacosamples/test"):
         return ["sh", "-c", TEST_SCRIPT]
@@ -82,14 +89,22 @@ def _iso(ts: float) -> str:
 
 @dataclass
 class _Running:
-    proc: subprocess.Popen[bytes]
+    pid: int
     log_path: str
     started: float
+    proc: subprocess.Popen[bytes] | None = None  # None: forked by the zygote
     done: threading.Event = field(default_factory=threading.Event)
-    status: int = 0
-    rusage: resource.struct_rusage | None = None
+    status: int = 0  # the raw wait status
+    cpu: int = 0
+    io: int = 0
     finished: float = 0.0
+    failure: str = ""  # the zygote died: no exit status to report
     stopped: bool = False
+
+    def ended(self, how: ZygoteExit) -> None:
+        self.status, self.cpu, self.io, self.failure = how.status, how.cpu, how.io, how.failure
+        self.finished = how.finished or time.time()
+        self.done.set()
 
 
 class ProcessRuntime:
@@ -103,9 +118,17 @@ class ProcessRuntime:
         os.makedirs(work_dir, exist_ok=True)
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
+        self.zygote: Zygote | None = Zygote(work_dir, self._pass_through())
+
+    def close(self) -> None:
+        """Stop the zygote (the service is closing)."""
+        if self.zygote is not None:
+            self.zygote.close()
 
     def check_image(self, image: str, pull: bool = False) -> ImageCheck:
         if command_for(image) is not None:
+            if self.zygote is not None and _repo_of(image) == FUNC_REPO:
+                self.zygote.warm()  # an executor actor: its first call is near
             return ImageCheck(True)
         if image.startswith("local:"):
             return ImageCheck(False, "The image 'local:' needs a command line after the colon.")
@@ -116,8 +139,12 @@ class ProcessRuntime:
             "start the service with --runtime docker.",
         )
 
+    @staticmethod
+    def _pass_through() -> dict[str, str]:
+        return {k: os.environ[k] for k in _PASS_THROUGH if k in os.environ}
+
     def _environment(self, spec: RunSpec) -> dict[str, str]:
-        env = {k: os.environ[k] for k in _PASS_THROUGH if k in os.environ}
+        env = self._pass_through()
         env.update(spec.environment)
         env[ENV_SERVICE] = spec.service_id
         if spec.binary_path:
@@ -133,43 +160,82 @@ class ProcessRuntime:
         exec_dir = os.path.join(self.work_dir, spec.execution_id)
         os.makedirs(exec_dir, exist_ok=True)
         log_path = os.path.join(exec_dir, "output.log")
+        open(log_path, "wb").close()
+        env = self._environment(spec)
+        limit = memory_bytes(spec.mem_limit or self.default_mem_limit)
+        running = None
+        zygote = self.zygote
+        if (
+            zygote is not None
+            and _repo_of(spec.image) == FUNC_REPO
+            and not fresh_start_differs(env, zygote.base_env)
+        ):
+            running = self._fork(zygote, spec.execution_id, env, exec_dir, log_path, limit)
+        if running is None:
+            running = self._popen(spec.execution_id, command, env, exec_dir, log_path, limit)
+        with self._lock:
+            self._running[spec.execution_id] = running
+        return Handle(spec.execution_id, str(running.pid), {"log_path": log_path})
+
+    @staticmethod
+    def _fork(
+        zygote: Zygote, execution_id: str, env: dict[str, str], cwd: str, log_path: str, limit: int | None
+    ) -> _Running | None:
+        """The execution as a child of the zygote; None when the zygote cannot take it (use Popen)."""
+        running = _Running(pid=0, log_path=log_path, started=time.time())
+        mark = [name for name in _MARK if name in env]
+        try:
+            running.pid = zygote.spawn(execution_id, env, cwd, log_path, limit, mark, running.ended)
+        except ZygoteUnavailable:
+            return None
+        except ZygoteFailed as exc:  # it may have forked: starting it again could run the message twice
+            raise RuntimeError_(f"The process runtime's zygote failed while starting it: {exc}.") from exc
+        return running
+
+    def _popen(
+        self,
+        execution_id: str,
+        command: list[str],
+        env: dict[str, str],
+        cwd: str,
+        log_path: str,
+        limit: int | None,
+    ) -> _Running:
         with open(log_path, "wb") as log:
             try:
                 proc = subprocess.Popen(
                     command,
-                    env=self._environment(spec),
+                    env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    cwd=exec_dir,
+                    cwd=cwd,
                     start_new_session=True,
                 )
             except OSError as exc:
                 raise RuntimeError_(f"Could not start {command[0]!r}: {exc.strerror or exc}.") from exc
-        limit = memory_bytes(spec.mem_limit or self.default_mem_limit)
         if limit:
             try:
                 resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
             except (OSError, ValueError):
                 pass
-        running = _Running(proc=proc, log_path=log_path, started=time.time())
-        threading.Thread(target=self._reap, args=(spec.execution_id, running), daemon=True).start()
-        with self._lock:
-            self._running[spec.execution_id] = running
-        return Handle(spec.execution_id, str(proc.pid), {"log_path": log_path})
+        running = _Running(pid=proc.pid, log_path=log_path, started=time.time(), proc=proc)
+        threading.Thread(target=self._reap, args=(execution_id, running), daemon=True).start()
+        return running
 
     @staticmethod
     def _reap(execution_id: str, running: _Running) -> None:
         """wait4 rather than Popen.wait, to get the child's CPU time for the execution record."""
+        assert running.proc is not None
         try:
-            _, status, rusage = os.wait4(running.proc.pid, 0)
+            _, status, rusage = os.wait4(running.pid, 0)
         except ChildProcessError:
-            status, rusage = 0, None
+            running.proc.returncode = 0
+            running.ended(ZygoteExit())
+            return
         running.proc.returncode = os.waitstatus_to_exitcode(status)
-        running.status = status
-        running.rusage = rusage
-        running.finished = time.time()
-        running.done.set()
+        cpu = int((rusage.ru_utime + rusage.ru_stime) * 1e9)
+        running.ended(ZygoteExit(status, cpu, int(rusage.ru_inblock + rusage.ru_oublock) * 512, time.time()))
 
     def _get(self, handle: Handle) -> _Running:
         with self._lock:
@@ -182,14 +248,9 @@ class ProcessRuntime:
         running = self._get(handle)
         if not running.done.wait(timeout):
             return None
-        code = running.proc.returncode
-        exit_code = code if code >= 0 else 128 - code  # killed by a signal: 128+N, as a shell reports
-        cpu = 0
-        if running.rusage is not None:
-            cpu = int((running.rusage.ru_utime + running.rusage.ru_stime) * 1e9)
-        io = 0
-        if running.rusage is not None:
-            io = int(running.rusage.ru_inblock + running.rusage.ru_oublock) * 512
+        if running.failure:
+            raise RuntimeError_(running.failure)
+        code = exit_code(running.status)  # killed by a signal: 128+N, as a shell reports
         final_state = {
             "Status": "exited",
             "Running": False,
@@ -198,12 +259,12 @@ class ProcessRuntime:
             "OOMKilled": False,
             "Dead": False,
             "Pid": 0,
-            "ExitCode": exit_code,
+            "ExitCode": code,
             "Error": "",
             "StartedAt": _iso(running.started),
             "FinishedAt": _iso(running.finished),
         }
-        return ExitInfo(exit_code=exit_code, final_state=final_state, cpu=cpu, io=io)
+        return ExitInfo(exit_code=code, final_state=final_state, cpu=running.cpu, io=running.io)
 
     def logs(self, handle: Handle) -> str:
         path = handle.extra.get("log_path") or os.path.join(self.work_dir, handle.execution_id, "output.log")
@@ -218,7 +279,7 @@ class ProcessRuntime:
         running.stopped = True
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
             try:
-                os.killpg(running.proc.pid, sig)
+                os.killpg(running.pid, sig)
             except ProcessLookupError:
                 return
             if running.done.wait(wait):
