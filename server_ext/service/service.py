@@ -105,6 +105,9 @@ class Service:
         self.automation.close()
         self.dispatcher.shutdown()
         self._preparing.shutdown(wait=False, cancel_futures=True)
+        close_runtime = getattr(self.runtime, "close", None)  # the process runtime's zygote
+        if close_runtime is not None:
+            close_runtime()
         self.store.close()
 
     def _janitor(self) -> None:
