@@ -8,33 +8,23 @@ it; the instance is cached at module level so several importers still share one 
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from tests import serve
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable  # the project venv's interpreter: has abaco_nb, cloudpickle, requests
 TOKEN = "test-token-abaco-nb"
 
 
-@dataclass
-class Served:
-    """A running server: its URL, token, process and data directory, plus request helpers."""
-
-    url: str
-    token: str
-    proc: subprocess.Popen[bytes]
-    data_dir: Path
-    info: dict[str, Any] = field(default_factory=dict)
+class Served(serve.Served):
+    """``tests.serve.Served`` plus the request helpers the HTTP-level tests share."""
 
     @property
     def auth(self) -> dict[str, str]:
@@ -52,17 +42,12 @@ class Served:
         """Register an actor and wait until it is READY; returns the actor (snake_case)."""
         resp = self.request("POST", prefix, json=body)
         assert resp.status_code == 200, resp.text
-        actor = resp.json()["result"]
-        return self.wait_ready(actor["id"])
+        actor = serve.wait_ready(self, resp.json()["result"]["id"], timeout=30)
+        assert actor["status"] == "READY", actor
+        return actor
 
     def wait_ready(self, actor_id: str, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            actor = self.request("GET", f"/actors/{actor_id}").json()["result"]
-            if actor["status"] != "SUBMITTED" or time.monotonic() > deadline:
-                assert actor["status"] == "READY", actor
-                return actor
-            time.sleep(0.1)
+        return serve.wait_ready(self, actor_id, timeout=timeout)
 
     def wait_execution(self, actor_id: str, execution_id: str, timeout: int = 60) -> dict[str, Any]:
         """The execution once terminal (our long-poll ``?wait=S``)."""
@@ -71,15 +56,6 @@ class Served:
         execution = resp.json()["result"]
         assert execution["status"] in ("COMPLETE", "ERROR"), execution
         return execution
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 def python_command(code: str) -> str:
@@ -90,23 +66,9 @@ def python_command(code: str) -> str:
 
 
 def start_serve(data_dir: Path, token: str = TOKEN, runtime: str = "process") -> Served:
-    """Start ``abaco-nb serve`` on a free loopback port and wait for its connection file."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    conn = data_dir / "conn.json"
-    log = open(data_dir / "serve.log", "wb")  # noqa: SIM115 - lives as long as the process
-    cmd = [
-        PYTHON, "-m", "server_ext.cli", "serve", "--runtime", runtime, "--db", str(data_dir / "abaco.db"),
-        "--port", "0", "--token", token, "--connection-file", str(conn),
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while not conn.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"abaco-nb serve did not start: {(data_dir / 'serve.log').read_text()}")
-        time.sleep(0.05)
-    info = json.loads(conn.read_text())
-    return Served(url=info["url"], token=token, proc=proc, data_dir=data_dir, info=info)
+    """Start ``abaco-nb serve`` (``tests.serve.start_serve``) with this module's helpers."""
+    s = serve.start_serve(data_dir, runtime=runtime, token=token)
+    return Served(url=s.url, token=s.token, proc=s.proc, db=s.db, log=s.log)
 
 
 _shared: Served | None = None
