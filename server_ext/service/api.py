@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 from .access import required_level
 from .errors import AbacoError, Forbidden, MethodNotAllowed, NotFound
 from .models import COMPLETE, ERROR, Actor, Execution, parse_int, to_camel
+from .search import is_search
 from .service import VERSION, Service
 from .tokens import Scope
 
@@ -124,6 +125,8 @@ def target_name(target: RouteTarget) -> str:
 
 
 _route = route
+# List operations that become a search when the query has keys of its own (api_search fills this).
+IMPLICIT_SEARCH: dict[str, Handler] = {}
 
 
 _ID = r"(?P<actor_id>[^/]+)"
@@ -197,6 +200,8 @@ class Api:
             ):
                 raise Forbidden("actor")
             handler: Handler = getattr(Api, "_" + target) if isinstance(target, str) else target
+            if request.method == "GET" and name in IMPLICIT_SEARCH and is_search(request.query):
+                handler = IMPLICIT_SEARCH[name]  # Abaco: any other query key makes a list a search
             return handler(self, request, params)
         raise NotFound(f"No such route: {request.method} {request.path}. Routes start with /actors.")
 
@@ -442,4 +447,5 @@ class Api:
         return self._ok(request, None, "Worker scheduled to be stopped.")
 
 
-from . import api_access  # noqa: E402, F401 - registers the alias, nonce and permission routes
+# Feature modules register their routes on import: aliases, nonces and permissions; search.
+from . import api_access, api_search  # noqa: E402, F401

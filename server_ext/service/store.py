@@ -252,6 +252,26 @@ class Store:
             ).fetchall()
         return [_execution_from_json(r[0]) for r in rows]
 
+    def all_executions(self) -> list[Execution]:
+        """Every execution, oldest first (search's ``executions`` collection)."""
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM executions ORDER BY seq").fetchall()
+        return [_execution_from_json(r[0]) for r in rows]
+
+    def log_records(self, now: float, actor_id: str | None = None) -> list[tuple[str, str, str]]:
+        """(execution id, actor id, logs) of every unexpired log, oldest first (search's ``logs``)."""
+        sql = (
+            "SELECT l.execution_id, e.actor_id, l.text FROM logs l JOIN executions e ON e.id = l.execution_id "
+            "WHERE (l.expires IS NULL OR l.expires >= ?)"
+        )
+        args: tuple[object, ...] = (now,)
+        if actor_id is not None:
+            sql += " AND e.actor_id = ?"
+            args += (actor_id,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY e.seq", args).fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
     def executions_with_status(self, status: str) -> list[Execution]:
         with self._lock:
             rows = self._db.execute(

@@ -292,6 +292,14 @@ def test_a_walk_through_every_route_matches_the_document(abaco_serve: Served) ->
     w.call("POST", f"/actors/{aid}/permissions", 200, data={"user": "ABACO_WORLD", "level": "READ"})
     w.call("POST", f"/actors/{aid}/permissions", 400, json={"level": "READ"})
 
+    # search, explicit and implicit (a list route with a query key of its own)
+    # (search/executions and search/workers read, to a path matcher, like /actors/{id}/executions and
+    # /actors/{id}/workers; the walk uses the two types whose paths are unambiguous)
+    w.call("GET", "/actors/search/actors?search=openapi&limit=5", 200)
+    w.call("GET", "/actors/search/logs?actor_id=nope", 200)
+    w.call("GET", "/actors/search/nothing", 404)
+    w.call("GET", "/actors/search/logs?skip=-1", 400)
+
     # deletes
     for actor_id in (aid, stateful, sleeper):
         w.call("DELETE", f"/actors/{actor_id}", 200)
