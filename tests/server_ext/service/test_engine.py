@@ -85,7 +85,13 @@ def test_environment_precedence_and_contract():
 
 
 def test_query_environment_drops_the_message_and_credentials():
-    query = {"message": ["m"], "key1": ["a", "b"], "token": ["secret"], "x-nonce": ["LOCAL_x"], "SLEEP": ["0"]}
+    query = {
+        "message": ["m"],
+        "key1": ["a", "b"],
+        "token": ["secret"],
+        "x-nonce": ["LOCAL_x"],
+        "SLEEP": ["0"],
+    }
     assert engine.query_environment(query) == {"key1": "b", "SLEEP": "0"}
 
 
