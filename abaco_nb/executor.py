@@ -19,6 +19,7 @@ The wire format (messages and result frames) lives in :mod:`abaco_nb.func_runner
 from __future__ import annotations
 
 import atexit
+import base64
 import concurrent.futures as cf
 import json
 import math
@@ -531,7 +532,7 @@ class AbacoExecutor(cf.Executor):
             self._finish(done)
 
     def _long_poll(self, ids: list[str], newer: list[str]) -> list[dict[str, Any]]:
-        body: dict[str, Any] = {"ids": ids, "timeout": POLL_SECONDS}
+        body: dict[str, Any] = {"ids": ids, "timeout": POLL_SECONDS, "results": True}
         if newer:
             body["newer_than"] = newer
         found = self.client.request(
@@ -571,7 +572,7 @@ class AbacoExecutor(cf.Executor):
         eid = str(execution.get("id"))
         missing: BaseException | None = None
         try:
-            outcomes = self._outcomes(eid)
+            outcomes = self._outcomes(eid, execution.get("_abaco_nb_results"))
         except Exception as exc:  # results unreadable: every call of the execution fails with the reason
             outcomes = {}
             missing = RemoteError("", f"could not read the results: {exc}", "", eid)
@@ -600,12 +601,14 @@ class AbacoExecutor(cf.Executor):
             except cf.InvalidStateError:  # cancelled meanwhile
                 pass
 
-    def _outcomes(self, eid: str) -> dict[int, tuple[str, Any]]:
+    def _outcomes(self, eid: str, inline: str | None = None) -> dict[int, tuple[str, Any]]:
         """Every call's outcome from the execution's result frames: ``{index: ("ok", value) |
-        ("error", exception)}``."""
+        ("error", exception)}``. ``inline``: the frames the wait answer carried (small results), which
+        saves reading the results route."""
         import cloudpickle
 
-        decoded, foreign = wire.decode_frames(self._frames(eid))
+        frames = _unpack_frames(base64.b64decode(inline)) if inline else self._frames(eid)
+        decoded, foreign = wire.decode_frames(frames)
         out: dict[int, tuple[str, Any]] = {}
         for index, (kind, body) in decoded.items():
             if kind == "ok":
@@ -628,12 +631,7 @@ class AbacoExecutor(cf.Executor):
             "GET", f"/{self.actor_id}/executions/{eid}/results", params={"_abaco_nb_all": "1"}, raw=True
         )
         if resp.headers.get("Content-Type", "").startswith(RESULT_FRAMES):
-            data, frames, pos = resp.content, [], 0
-            while pos < len(data):
-                size = int.from_bytes(data[pos : pos + 8], "big")
-                frames.append(data[pos + 8 : pos + 8 + size])
-                pos += 8 + size
-            return frames
+            return _unpack_frames(resp.content)
         frames = [resp.content] if resp.content else []
         while frames and frames[-1]:
             frames.append(self.client.result(self.actor_id, eid))
@@ -803,6 +801,16 @@ class AbacoExecutor(cf.Executor):
     def _all_execution_ids(self) -> list[str]:
         summary = self.client.executions(self.actor_id)
         return [str(e.get("id")) for e in summary.get("executions", [])]
+
+
+def _unpack_frames(data: bytes) -> list[bytes]:
+    """Frames sent as an 8-byte big-endian length then the bytes, one after the other."""
+    frames, pos = [], 0
+    while pos < len(data):
+        size = int.from_bytes(data[pos : pos + 8], "big")
+        frames.append(data[pos + 8 : pos + 8 + size])
+        pos += 8 + size
+    return frames
 
 
 def _terminal(execution: dict[str, Any]) -> bool:

@@ -9,6 +9,7 @@ collapsed (tapipy sends ``//messages``).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from .tokens import Scope
 
 JSON = "application/json"
 RESULT_FRAMES = "application/x-abaco-nb-frames"
+INLINE_RESULTS_BYTES = 1024 * 1024  # result frames a wait answer may carry (base64), over all executions
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
@@ -386,8 +388,19 @@ class Api:
             not isinstance(newer_than, list) or not all(isinstance(i, str) for i in newer_than)
         ):
             raise AbacoError("Invalid newer_than: expected a list of execution ids.")
+        with_results = body.get("results", False)  # also each one's result frames, while they are small
+        if not isinstance(with_results, bool):
+            raise AbacoError(f"Invalid results: {with_results!r} is not a boolean.")
         done = self.service.wait(params["actor_id"], ids, timeout, newer_than)
-        return self._ok(request, [self._execution_view(request, e) for e in done], "Finished executions.")
+        views = [self._execution_view(request, e) for e in done]
+        budget = INLINE_RESULTS_BYTES if with_results else 0
+        for view, execution in zip(views, done, strict=True):
+            frames = self.service.all_results(params["actor_id"], execution.id) if budget > 0 else []
+            packed = b"".join(len(f).to_bytes(8, "big") + f for f in frames)
+            if frames and len(packed) <= budget:  # larger ones: the client reads the results route
+                view["_abaco_nb_results"] = base64.b64encode(packed).decode()
+                budget -= len(packed)
+        return self._ok(request, views, "Finished executions.")
 
     def _force_quit(self, request: Request, params: dict[str, str]) -> Response:
         message = self.service.force_quit(params["actor_id"], params["execution_id"])

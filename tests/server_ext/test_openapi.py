@@ -8,6 +8,7 @@ Answers that belong to no operation (405, an unknown route) are checked against 
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import re
@@ -210,6 +211,10 @@ def test_a_walk_through_every_route_matches_the_document(abaco_serve: Served) ->
     w.call("GET", f"/actors/{aid}/executions/{eid}?wait=30", 200)
     w.call("POST", f"/actors/{aid}/executions/wait", 200, json={"ids": [eid], "timeout": 5})
     w.call("POST", f"/actors/{aid}/executions/wait", 400, json={"ids": "not a list"})
+    w.call("POST", f"/actors/{aid}/executions/wait", 400, json={"ids": [eid], "results": "yes"})
+    waited = w.call("POST", f"/actors/{aid}/executions/wait", 200, json={"ids": [eid], "results": True})
+    every = w.call("GET", f"/actors/{aid}/executions/{eid}/results?_abaco_nb_all=true", 200).content
+    assert base64.b64decode(waited.json()["result"][0]["_abaco_nb_results"]) == every  # small: inline
     w.call("GET", f"/actors/{aid}/executions", 200)
     w.call("GET", f"/actors/{aid}/executions/NOPE", 400)
     w.call("GET", f"/actors/{aid}/executions/{eid}/logs", 200)
