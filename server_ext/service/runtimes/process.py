@@ -278,10 +278,15 @@ class ProcessRuntime:
         running = self._get(handle)
         running.stopped = True
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            if running.done.is_set():
+                return
             try:
                 os.killpg(running.pid, sig)
-            except ProcessLookupError:
-                return
+            except ProcessLookupError:  # a zygote child in its first instants, before its setsid
+                try:
+                    os.kill(running.pid, sig)  # not reaped yet (done is unset), so still ours
+                except ProcessLookupError:
+                    return
             if running.done.wait(wait):
                 return
 

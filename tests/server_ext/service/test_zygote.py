@@ -150,6 +150,21 @@ def test_stop_ends_the_whole_session(runtime: ProcessRuntime, tmp_path: Path) ->
     runtime.remove(handle)
 
 
+def test_stop_right_after_start(runtime: ProcessRuntime, tmp_path: Path) -> None:
+    """The child may not have called setsid yet: stop still reaches it."""
+
+    def sleeps() -> None:
+        import time
+
+        time.sleep(60)
+
+    for _ in range(5):
+        handle = _start(runtime, tmp_path, sleeps)
+        runtime.stop(handle, grace=5)
+        assert _wait(runtime, handle).exit_code == 128 + signal.SIGTERM
+        runtime.remove(handle)
+
+
 def test_a_child_sees_only_the_contract_environment_and_carries_the_marker(
     runtime: ProcessRuntime, tmp_path: Path
 ) -> None:
