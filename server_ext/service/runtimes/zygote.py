@@ -289,15 +289,18 @@ class _ZygoteLoop:
         selector.register(self.sock, selectors.EVENT_READ)
         selector.register(wake_r, selectors.EVENT_READ)
         _send(self.sock, {"op": "ready", "pid": self.pid})
-        pending = b""
+        pending: list[bytes] = []  # the start of a request still arriving (an environment can be large)
         while True:
             for key, _ in selector.select():
                 if key.fileobj is self.sock:
                     data = self.sock.recv(1 << 20)
                     if not data:
                         return 0  # the service is gone; running children live on in their sessions
-                    pending += data
-                    *lines, pending = pending.split(b"\n")
+                    pending.append(data)
+                    if b"\n" not in data:
+                        continue
+                    *lines, rest = b"".join(pending).split(b"\n")
+                    pending = [rest]
                     for line in lines:
                         request = json.loads(line)
                         if request.get("op") == "spawn":
