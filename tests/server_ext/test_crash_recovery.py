@@ -72,24 +72,28 @@ def test_kill9_while_an_executor_call_runs_in_a_zygote_child(tmp_path):
 
     pid_file = tmp_path / "pid"
     served = start_serve(tmp_path / "svc")
-    r = served.session.post(served.api("/actors"), json={"image": "abaco-nb/py3-func", "stateless": False})
-    aid = r.json()["result"]["id"]
-    wait_ready(served, aid)
-    message = cloudpickle.dumps({"func": sleeper, "args": [str(pid_file)], "kwargs": {}})
-    binary = {"Content-Type": "application/octet-stream"}
-    r = served.session.post(served.api(f"/actors/{aid}/messages"), data=message, headers=binary)
-    eid = r.json()["result"]["execution_id"]
-    wait_status(served, aid, eid, ("RUNNING",))
-    deadline = time.monotonic() + 30
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline, "the call did not start"
-        time.sleep(0.05)
-    pid = int(pid_file.read_text())
-    with open(f"/proc/{pid}/stat") as f:
-        zygote = int(f.read().rsplit(")", 1)[1].split()[1])
-    with open(f"/proc/{zygote}/cmdline", "rb") as f:
-        assert b"zygote" in f.read()  # forked by the zygote, not started with Popen
-    served.kill9()
+    try:  # a failure before the kill must not leave the service running
+        registration = {"image": "abaco-nb/py3-func", "stateless": False}
+        r = served.session.post(served.api("/actors"), json=registration)
+        aid = r.json()["result"]["id"]
+        wait_ready(served, aid)
+        message = cloudpickle.dumps({"func": sleeper, "args": [str(pid_file)], "kwargs": {}})
+        binary = {"Content-Type": "application/octet-stream"}
+        r = served.session.post(served.api(f"/actors/{aid}/messages"), data=message, headers=binary)
+        eid = r.json()["result"]["execution_id"]
+        wait_status(served, aid, eid, ("RUNNING",))
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the call did not start"
+            time.sleep(0.05)
+        pid = int(pid_file.read_text())
+        with open(f"/proc/{pid}/stat") as f:
+            zygote = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{zygote}/cmdline", "rb") as f:
+            assert b"zygote" in f.read()  # forked by the zygote, not started with Popen
+        served.kill9()
+    finally:
+        served.stop()  # nothing to do after the kill
     assert _alive(pid)  # its own session: it outlives the service, as a Popen'd process would
     restarted = start_serve(tmp_path / "svc", db=served.db)
     try:
