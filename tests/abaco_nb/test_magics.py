@@ -5,31 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Iterator
 
 import pytest
-from IPython import get_ipython
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
 
 from abaco_nb.client import Client
 from abaco_nb.records import ActorList, ExecutionList
-from tests.serve import Served, start_serve
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    s = start_serve(tmp_path_factory.mktemp("magics"))
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def ip(served: Served):
-    shell = start_ipython() or get_ipython()  # start_ipython() gives the global shell once a process
-    shell.run_line_magic("load_ext", "abaco_nb")
-    shell.run_line_magic("abaco", f"connect {served.url} --token {served.token}")
-    return shell
+from tests.serve import start_serve
 
 
 def abaco(ip, line: str):

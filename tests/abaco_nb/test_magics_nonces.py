@@ -4,34 +4,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 
 import pytest
 import requests
-from IPython import get_ipython
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
 
 from abaco_nb.magics.access import AliasList, NonceList
 from abaco_nb.magics.display import Notice
-from tests.serve import Served, start_serve
+from tests.serve import Served
 
 QUICK = f"local:{sys.executable} -c 'print(1)'"
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    s = start_serve(tmp_path_factory.mktemp("magics-nonces"))
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def ip(served: Served):
-    shell = start_ipython() or get_ipython()  # start_ipython() gives the global shell only once a process
-    shell.run_line_magic("load_ext", "abaco_nb")
-    shell.run_line_magic("abaco", f"connect {served.url} --token {served.token}")
-    return shell
 
 
 def abaco(ip, line: str):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
@@ -11,14 +10,7 @@ import pytest
 from abaco_nb.client import Client
 from abaco_nb.records import Actor, ActorList, Execution, ExecutionList, MessageReceipt
 from abaco_nb.widgets import Dashboard, ExecutorProgress, LogViewer, count, timeline_svg
-from tests.serve import Served, start_serve
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    s = start_serve(tmp_path_factory.mktemp("widgets"))
-    yield s
-    s.stop()
+from tests.serve import Served
 
 
 @pytest.fixture(scope="module")
