@@ -460,5 +460,6 @@ class Api:
         return self._ok(request, None, "Worker scheduled to be stopped.")
 
 
-# Feature modules register their routes on import: aliases, nonces and permissions; search.
-from . import api_access, api_search  # noqa: E402, F401
+# Feature modules register their routes on import: aliases, nonces and permissions; search; actor
+# configs; admin and utilization.
+from . import api_access, api_admin, api_configs, api_search  # noqa: E402, F401

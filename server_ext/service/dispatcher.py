@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import engine
 from .config import ServiceConfig
@@ -67,6 +68,8 @@ class Dispatcher:
         self.service_id = service_id
         # (value of _abaco_api_server inside an execution, host path of the API socket to mount)
         self._api_server_for_runtime = api_server_for_runtime
+        # {name: value} of the actor configs an actor's executions get (Service sets Configs.values_for)
+        self.configs_for: Callable[[str], dict[str, Any]] = lambda actor_id: {}
         self._pools: dict[str, _Pool] = {}
         self._lock = threading.RLock()
         self._handles: dict[str, Handle] = {}  # execution id -> running handle
@@ -304,7 +307,7 @@ class Dispatcher:
         api_server, api_socket = self._api_server_for_runtime()
         env = engine.execution_environment(
             actor, execution, worker_id=worker.id, api_server=api_server, access_token=token,
-            username=execution.executor,
+            username=execution.executor, actor_configs=self.configs_for(actor.id),
         )  # fmt: skip
         binary_path = None
         if execution.content_type == engine.CT_BINARY:

@@ -105,10 +105,13 @@ def execution_environment(
     api_server: str,
     access_token: str,
     username: str,
+    actor_configs: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """The whole environment of an execution, in Abaco's precedence: default_environment <
     query parameters < the ``_abaco_*`` variables < ``MSG``. Every spelling of the content type is
-    set, because the SDKs read ``_abaco_Content-Type`` and Abaco sets ``_abaco_Content_Type``."""
+    set, because the SDKs read ``_abaco_Content-Type`` and Abaco sets ``_abaco_Content_Type``.
+    ``actor_configs``: ``{name: value}`` of the configs listing this actor, secrets decrypted (the
+    dispatcher gathers them); ``_actor_configs`` is its ``str()``, as Abaco sets it."""
     env: dict[str, str] = dict(actor.reg.default_environment)
     env.update(execution.environment)
     env.update(
@@ -127,7 +130,7 @@ def execution_environment(
             "_abaco_container_repo": actor.reg.image,
             "_abaco_actor_state": str(actor.state if not actor.reg.stateless else {}),
             "_abaco_actor_name": str(actor.reg.name),
-            "_actor_configs": "{}",
+            "_actor_configs": str(actor_configs or {}),
         }
     )
     if execution.executor == CRON_EXECUTOR:  # Abaco's cron message carries no sender

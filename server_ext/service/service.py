@@ -18,6 +18,7 @@ from . import engine
 from .access_ops import Access
 from .automation import Automation
 from .config import ServiceConfig
+from .configs_ops import Configs
 from .dispatcher import Dispatcher
 from .errors import AbacoError, NotFound
 from .ids import new_id, now
@@ -87,6 +88,8 @@ class Service:
         self._preparing = ThreadPoolExecutor(max_workers=4, thread_name_prefix="image")
         self._janitor_stop = threading.Event()
         self.access = Access(self.store)  # aliases, nonces, permissions
+        self.configs = Configs(self.store)  # actor configs, injected as _actor_configs
+        self.dispatcher.configs_for = self.configs.values_for
         self.automation = Automation(self)  # events to links and webhooks, and the cron pass
 
     # -- life cycle ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from dataclasses import asdict
 from typing import Any
 
 from .access import Alias, Nonce
+from .configs import ActorConfig
 from .models import Actor, Execution, Registration, Worker
 
 _SCHEMA = """
@@ -55,6 +56,9 @@ CREATE TABLE IF NOT EXISTS nonces (
 CREATE TABLE IF NOT EXISTS permissions (
     kind TEXT NOT NULL, target TEXT NOT NULL, user TEXT NOT NULL, level TEXT NOT NULL,
     PRIMARY KEY (kind, target, user)
+);
+CREATE TABLE IF NOT EXISTS actor_configs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE NOT NULL, data TEXT NOT NULL
 );
 """
 
@@ -552,3 +556,37 @@ class Store:
                 "ON CONFLICT (kind, target, user) DO UPDATE SET level=excluded.level",
                 (kind, target, user, level),
             )
+
+    # -- actor configs (configs.py decides; these only store) ----------------------------------------
+
+    def add_config(self, config: ActorConfig) -> bool:
+        """False when the name is taken (uniqueness is the table's, as for aliases)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO actor_configs (name, data) VALUES (?, ?)",
+                (config.name, json.dumps(asdict(config))),
+            )
+            return cur.rowcount == 1
+
+    def get_config(self, name: str) -> ActorConfig | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM actor_configs WHERE name=?", (name,)).fetchone()
+        return ActorConfig(**json.loads(row[0])) if row else None
+
+    def list_configs(self) -> list[ActorConfig]:
+        with self._lock:
+            rows = self._db.execute("SELECT data FROM actor_configs ORDER BY seq").fetchall()
+        return [ActorConfig(**json.loads(r[0])) for r in rows]
+
+    def put_config(self, config: ActorConfig) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE actor_configs SET data=? WHERE name=?", (json.dumps(asdict(config)), config.name)
+            )
+
+    def delete_config(self, name: str) -> bool:
+        """Remove the config and its permissions; False when there was none."""
+        with self._tx() as db:
+            gone = db.execute("DELETE FROM actor_configs WHERE name=?", (name,)).rowcount == 1
+            db.execute("DELETE FROM permissions WHERE kind='config' AND target=?", (name,))
+        return gone
