@@ -305,6 +305,25 @@ def test_a_walk_through_every_route_matches_the_document(abaco_serve: Served) ->
     w.call("GET", "/actors/search/nothing", 404)
     w.call("GET", "/actors/search/logs?skip=-1", 400)
 
+    # actor configs (a secret's value is its ciphertext), admin and utilization
+    config = {"name": "openapi-cfg", "value": {"k": 1}, "is_secret": False, "actors": aid}
+    w.call("POST", "/actors/configs", 200, json=config)
+    w.call("POST", "/actors/configs", 400, json=config)  # taken
+    w.call("POST", "/actors/configs", 404, json={**config, "name": "openapi-x", "actors": "NOPE"})
+    w.call("GET", "/actors/configs", 200)
+    w.call("GET", "/actors/configs/openapi-cfg?case=camel", 200)
+    w.call("GET", "/actors/configs/NOPE", 404)
+    w.call("PUT", "/actors/configs/openapi-cfg", 200, data={"value": "pw", "isSecret": "true", "actors": aid})
+    w.call("PUT", "/actors/configs/openapi-cfg", 400, json={"value": 1, "actors": aid})  # no is_secret
+    w.call("GET", "/actors/configs/openapi-cfg/permissions", 200)
+    w.call("POST", "/actors/configs/openapi-cfg/permissions", 200, json={"user": "u", "level": "READ"})
+    w.call("DELETE", "/actors/configs/openapi-cfg", 200)
+    w.call("DELETE", "/actors/configs/openapi-cfg", 404)
+    w.call("GET", "/actors/utilization", 200)
+    w.call("GET", "/actors/admin", 200)
+    w.call("GET", "/actors/admin/workers", 200)
+    w.call("GET", "/actors/admin/executions?case=camel", 200)
+
     # deletes
     for actor_id in (aid, stateful, sleeper):
         w.call("DELETE", f"/actors/{actor_id}", 200)
