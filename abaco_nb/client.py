@@ -339,6 +339,30 @@ class Client:
         body = {"user": user, "level": level}
         return dict(self.request("POST", f"/{actor_id}/permissions", json=body) or {})
 
+    # -- actor configs ------------------------------------------------------------------------------
+
+    def configs(self) -> list[Record]:
+        """Every actor config; a secret's ``value`` is its ciphertext (as Abaco shows it)."""
+        return wrap(self.request("GET", "/configs") or [])
+
+    def config(self, name: str) -> Record:
+        return wrap(self.request("GET", f"/configs/{name}"))
+
+    def set_config(self, name: str, value: Any, actors: str | list[str], *, secret: bool = False) -> Record:
+        """Create the config ``name`` (any JSON ``value``) for ``actors`` (ids or aliases), or replace it
+        when it exists. Every execution of those actors gets it in ``_actor_configs``, decrypted."""
+        listed = actors if isinstance(actors, str) else ",".join(actors)
+        body = {"name": name, "value": value, "is_secret": secret, "actors": listed}
+        try:
+            return wrap(self.request("POST", "/configs", json=body))
+        except AbacoAPIError as exc:
+            if exc.status != 400 or "already exists" not in exc.message:
+                raise
+        return wrap(self.request("PUT", f"/configs/{name}", json=body))
+
+    def delete_config(self, name: str) -> None:
+        self.request("DELETE", f"/configs/{name}")
+
 
 def _error_message(resp: requests.Response) -> str:
     try:

@@ -18,7 +18,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from ..records import ActorList, Execution, ExecutionList, MessageReceipt, WorkerList
-from . import access, cell_actor, sweep
+from . import access, cell_actor, configs, sweep
 from .display import Finished, HelpText, Logs, Notice, State
 from .parsing import (
     HelpRequested,
@@ -320,6 +320,9 @@ class AbacoMagics(Magics):
 
     def _cmd_aliases(self, args: argparse.Namespace) -> Any:
         return access.aliases(self.get_client())
+
+    def _cmd_configs(self, args: argparse.Namespace) -> Any:
+        return configs.configs(self.get_client(), args, self.resolve)
 
     def _cmd_dashboard(self, args: argparse.Namespace) -> Any:
         from ..widgets.dashboard import Dashboard

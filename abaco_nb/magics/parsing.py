@@ -160,6 +160,13 @@ def build_parser() -> MagicParser:
 
     add("aliases", "List aliases.")
 
+    p = add("configs", "List actor configs (_actor_configs in every execution), or set or delete one.")
+    p.add_argument("name", nargs="?", help="the config to set or delete")
+    p.add_argument("--value", help="the value: JSON when it parses as an object or array, else a string")
+    p.add_argument("--actors", metavar="A[,B]", help="actors (ids, names or aliases) that get the config")
+    p.add_argument("--secret", action="store_true", help="store it encrypted (listed as ciphertext)")
+    p.add_argument("--delete", action="store_true", help="delete the config")
+
     p = add("dashboard", "A live dashboard of actors, executions, logs, workers and a timeline.")
     p.add_argument("--interval", type=float, default=2.0, help="refresh period in seconds (default 2)")
 
@@ -187,7 +194,7 @@ Cell magics:
 
 SUB_PARSERS_ORDER = (
     "connect actors actor register update delete send executions execution logs state workers cancel "
-    "nonces alias aliases dashboard help"
+    "nonces alias aliases configs dashboard help"
 ).split()
 
 
