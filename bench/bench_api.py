@@ -1,7 +1,7 @@
 """API throughput and latency of the embedded service (issue 2's benchmark; not a test).
 
 Measures, against a real ``abaco-nb serve --runtime process`` subprocess on loopback:
-- messages accepted per second by ``POST /actors/{id}/messages`` with 20 concurrent clients, and the
+- messages accepted per second by ``POST /actors/{id}/messages`` with 20 concurrent client processes, and the
   p50/p99 latency of one POST (each accepted message is committed to SQLite before the answer);
 - message-to-complete time of a trivial ``local:`` actor (``true``), median over sequential runs,
   next to a bare ``subprocess.run(["true"])`` of the same command, as a ratio.
@@ -13,13 +13,14 @@ Usage: ``.venv/bin/python bench/bench_api.py [--messages 4000] [--clients 20]``;
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -32,34 +33,40 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
+def _client(url: str, token: str, count: int, barrier: Any, out: Any) -> None:
+    """One client: its own process (so clients do not share a GIL) and its own keep-alive connection."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    mine = []
+    barrier.wait()
+    for i in range(count):
+        t0 = time.perf_counter()
+        r = session.post(url, data={"message": f"m{i}"})
+        mine.append(time.perf_counter() - t0)
+        r.raise_for_status()
+    out.put(mine)
+
+
 def throughput(served, actor_id: str, total: int, clients: int) -> tuple[float, list[float]]:
-    per_client = total // clients
-    latencies: list[float] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(clients + 1)
-
-    def client() -> None:
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {served.token}"
-        url = served.api(f"/actors/{actor_id}/messages")
-        mine = []
-        barrier.wait()
-        for i in range(per_client):
-            t0 = time.perf_counter()
-            r = session.post(url, data={"message": f"m{i}"})
-            mine.append(time.perf_counter() - t0)
-            r.raise_for_status()
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
+    """``clients`` concurrent client processes posting ``total`` messages between them."""
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(clients + 1)
+    out = ctx.Queue()
+    url = served.api(f"/actors/{actor_id}/messages")
+    procs = [
+        ctx.Process(target=_client, args=(url, served.token, total // clients, barrier, out))
+        for _ in range(clients)
+    ]
+    for p in procs:
+        p.start()
     barrier.wait()
     t0 = time.perf_counter()
-    for t in threads:
-        t.join()
+    latencies: list[float] = []
+    for _ in procs:
+        latencies.extend(out.get())
     elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join()
     return len(latencies) / elapsed, latencies
 
 

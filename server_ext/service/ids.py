@@ -7,6 +7,7 @@ so any identifier that decodes is an id and anything else can be an alias, as in
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 
 from hashids import Hashids
@@ -19,8 +20,10 @@ def new_id() -> str:
     return str(_HASHIDS.encode(uuid.uuid1().int >> 64))
 
 
+@functools.lru_cache(maxsize=8192)
 def is_id(value: str) -> bool:
-    """True when ``value`` decodes as an Abaco id (so it is not an alias)."""
+    """True when ``value`` decodes as an Abaco id (so it is not an alias). Cached: every request on an
+    actor route asks, and decoding costs more than the rest of routing."""
     try:
         return bool(_HASHIDS.decode(value))
     except Exception:

@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS actor_configs (
 """
 
 
+# Executions and workers are flat dataclasses of JSON values: ``vars()`` is their dict, without the deep
+# copy ``asdict`` makes (a quarter of the time of accepting a message). Nested ones keep ``asdict``.
+
+
 def _actor_from_json(text: str) -> Actor:
     data = json.loads(text)
     data["reg"] = Registration(**data["reg"])
@@ -183,7 +187,7 @@ class Store:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO executions (id, actor_id, status, data) VALUES (?, ?, ?, ?)",
-                (execution.id, execution.actor_id, execution.status, json.dumps(asdict(execution))),
+                (execution.id, execution.actor_id, execution.status, json.dumps(vars(execution))),
             )
             if payload is not None:
                 db.execute("INSERT INTO payloads (execution_id, body) VALUES (?, ?)", (execution.id, payload))
@@ -224,7 +228,7 @@ class Store:
     def _write_execution(self, db: sqlite3.Connection, execution: Execution) -> None:
         db.execute(
             "UPDATE executions SET status=?, data=? WHERE id=?",
-            (execution.status, json.dumps(asdict(execution)), execution.id),
+            (execution.status, json.dumps(vars(execution)), execution.id),
         )
 
     def update_execution(self, execution: Execution) -> None:
@@ -438,7 +442,7 @@ class Store:
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO workers (id, actor_id, data) VALUES (?, ?, ?)",
-                (worker.id, worker.actor_id, json.dumps(asdict(worker))),
+                (worker.id, worker.actor_id, json.dumps(vars(worker))),
             )
 
     def delete_worker(self, worker_id: str) -> None:
