@@ -58,6 +58,22 @@ class Served(serve.Served):
         return execution
 
 
+def ok(resp: requests.Response) -> Any:
+    """The ``result`` of a successful envelope (exactly ``application/json``), or a readable failure."""
+    assert resp.status_code == 200, (resp.request.method, resp.request.url, resp.text)
+    body = resp.json()
+    assert body["status"] == "success" and resp.headers["Content-Type"] == "application/json"
+    return body["result"]
+
+
+def refused(resp: requests.Response, status: int = 400) -> str:
+    """The message of an error envelope with ``status``."""
+    assert resp.status_code == status, (resp.request.method, resp.request.url, resp.status_code, resp.text)
+    body = resp.json()
+    assert body["status"] == "error" and body["result"] is None
+    return str(body["message"])
+
+
 def python_command(code: str) -> str:
     """A ``local:`` image that runs ``code`` with the project's interpreter (absolute path, so the
     service's PATH does not matter); ``code`` must not contain single quotes."""

@@ -7,28 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import requests
 
 from tests.server_ext import serve_fixture
-from tests.server_ext.serve_fixture import Served, python_command
+from tests.server_ext.serve_fixture import Served, ok, python_command, refused
 
 abaco_serve = serve_fixture.abaco_serve  # the session's shared server
 
 QUICK = python_command('print("hello from " + __import__("os").environ["_abaco_actor_id"])')
-
-
-def ok(resp: requests.Response) -> Any:
-    assert resp.status_code == 200, (resp.request.method, resp.request.url, resp.text)
-    body = resp.json()
-    assert body["status"] == "success" and resp.headers["Content-Type"] == "application/json"
-    return body["result"]
-
-
-def refused(resp: requests.Response, status: int = 400) -> str:
-    assert resp.status_code == status, (resp.request.method, resp.request.url, resp.status_code, resp.text)
-    body = resp.json()
-    assert body["status"] == "error" and body["result"] is None
-    return str(body["message"])
 
 
 @pytest.fixture(scope="module")
