@@ -18,6 +18,7 @@ from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures: jp_fetch, 
 from tornado.httpclient import HTTPResponse
 
 from server_ext.app import ENV_TOKEN, ENV_URL, AbacoApp
+from tests.server_ext.jupyter_fetch import blocking_fetch
 
 # Every route of the API, with each method it answers (ids need not exist: auth comes first).
 ROUTES = [
@@ -53,13 +54,7 @@ def jp_server_config(tmp_path: Any) -> dict[str, Any]:
 def fetch(jp_fetch: Any, jp_asyncio_loop: Any) -> Any:
     """``jp_fetch`` run to completion; errors come back as responses, not exceptions."""
 
-    def run(*parts: str, **kwargs: Any) -> HTTPResponse:
-        kwargs.setdefault("raise_error", False)
-        if kwargs.get("method") in ("POST", "PUT") and "body" not in kwargs:
-            kwargs["body"] = b""
-        return jp_asyncio_loop.run_until_complete(jp_fetch(*parts, **kwargs))
-
-    return run
+    return blocking_fetch(jp_fetch, jp_asyncio_loop)
 
 
 def extension(serverapp: Any) -> AbacoApp:

@@ -15,6 +15,7 @@ from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures: jp_fetch, 
 from tornado.httpclient import HTTPResponse
 
 from tests.serve import Served, start_serve
+from tests.server_ext.jupyter_fetch import blocking_fetch
 
 REMOTE_TOKEN = "remote-secret-token"
 QUICK = f"local:{sys.executable} -c 'print(1)'"
@@ -39,16 +40,7 @@ def jp_server_config(request: Any, remote: Served, tmp_path: Any) -> dict[str, A
 
 @pytest.fixture
 def fetch(jp_fetch: Any, jp_asyncio_loop: Any) -> Any:
-    def run(*parts: str, **kwargs: Any) -> HTTPResponse:
-        kwargs.setdefault("raise_error", False)
-        if isinstance(kwargs.get("body"), dict):
-            kwargs["body"] = json.dumps(kwargs["body"])
-            kwargs.setdefault("headers", {})["Content-Type"] = "application/json"
-        elif kwargs.get("method") == "POST" and "body" not in kwargs:
-            kwargs["body"] = b""
-        return jp_asyncio_loop.run_until_complete(jp_fetch(*parts, **kwargs))
-
-    return run
+    return blocking_fetch(jp_fetch, jp_asyncio_loop)
 
 
 def answer(response: HTTPResponse) -> dict[str, Any]:

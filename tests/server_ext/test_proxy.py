@@ -17,6 +17,7 @@ from tornado.httpclient import HTTPResponse
 
 from server_ext.proxy import Proxy, RemoteConfig, remote_path
 from tests.serve import Served, start_serve, wait_ready
+from tests.server_ext.jupyter_fetch import blocking_fetch
 
 REMOTE_TOKEN = "remote-secret-token"
 REVERSER = "from abaco_nb.actors import get_binary_message as g, send_bytes_result as s; s(g()[::-1])"
@@ -46,14 +47,7 @@ def jp_server_config(remote: Served, remote_api: str, monkeypatch: Any) -> dict[
 
 @pytest.fixture
 def fetch(jp_fetch: Any, jp_asyncio_loop: Any) -> Any:
-    def run(*parts: str, **kwargs: Any) -> HTTPResponse:
-        kwargs.setdefault("raise_error", False)
-        if isinstance(kwargs.get("body"), dict):
-            kwargs["body"] = json.dumps(kwargs["body"])
-            kwargs.setdefault("headers", {})["Content-Type"] = "application/json"
-        return jp_asyncio_loop.run_until_complete(jp_fetch(*parts, **kwargs))
-
-    return run
+    return blocking_fetch(jp_fetch, jp_asyncio_loop)
 
 
 def result(response: HTTPResponse) -> Any:

@@ -8,53 +8,17 @@ Usage: ABACO_URL=... ABACO_TOKEN=... python tapipy_access.py <image>
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import time
 
-import jwt
-from tapipy.errors import BaseTapyException
-from tapipy.tapis import Tapis
+from _tapipy import client, emit, error_of, plain, wait_ready
 
-url, token = os.environ["ABACO_URL"], os.environ["ABACO_TOKEN"]
 image = sys.argv[1]
-fake = jwt.encode({"sub": "tester", "exp": int(time.time()) + 3600}, "not-a-secret", algorithm="HS256")
-t = Tapis(base_url=url, jwt=fake, tenant_id="dev")
-
-
-def add_bearer(op, prepared_request, **kwargs):
-    prepared_request.headers["Authorization"] = f"Bearer {token}"
-
-
-t.plugin_on_call_pre_request_callables.append(add_bearer)
-
-
-def plain(value):
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    if hasattr(value, "__dict__") and type(value).__name__ == "TapisResult":
-        return {k: plain(v) for k, v in vars(value).items()}
-    return value
-
-
-def error_of(call):
-    try:
-        return {"ok": plain(call())}
-    except BaseTapyException as exc:
-        return {
-            "error": type(exc).__name__,
-            "message": exc.message,
-            "status": exc.response.status_code if exc.response is not None else None,
-        }
+t = client()
 
 
 out: dict = {}
 aid = t.actors.create_actor(image=image, stateless=True).id
-for _ in range(300):
-    if t.actors.get_actor(actor_id=aid).status != "SUBMITTED":
-        break
-    time.sleep(0.1)
+wait_ready(t, aid)
 other = t.actors.create_actor(image=image, stateless=True).id
 out["actor_id"], out["other_id"] = aid, other
 
@@ -82,4 +46,4 @@ out["alias_deleted"] = plain(t.actors.delete_alias(alias="tapipy-alias"))
 out["alias_gone"] = error_of(lambda: t.actors.get_alias(alias="tapipy-alias"))
 t.actors.delete_actor(actor_id=aid)
 t.actors.delete_actor(actor_id=other)
-sys.stdout.write("DRIVER-RESULT " + json.dumps(out, default=str) + "\n")
+emit(out)
