@@ -46,7 +46,7 @@ log = logging.getLogger("abaco_nb.connect")
 
 
 def data_dir() -> str:
-    """The service's data dir; the same rule as ``server_ext.service.config.default_data_dir`` (a test
+    """The service's data dir; the same rule as ``server_ext.service.settings.default_data_dir`` (a test
     holds them together: ``abaco_nb`` does not import ``server_ext``)."""
     base = os.environ.get("JUPYTER_DATA_DIR") or os.path.join(
         os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "jupyter"

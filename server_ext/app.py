@@ -32,8 +32,8 @@ from traitlets import Bool, Dict, Enum, Float, Int, Unicode, default
 from .handlers import JupyterAbacoHandler
 from .proxy import Proxy, RemoteConfig
 from .service.api import Api, Request, Response, envelope
-from .service.config import ServiceConfig, default_data_dir
 from .service.service import Service
+from .service.settings import ServiceConfig, default_data_dir
 from .standalone import (
     connection_file_path,
     make_app,

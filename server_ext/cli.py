@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from .service.config import ServiceConfig
+from .service.settings import ServiceConfig
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -19,8 +19,8 @@ from tornado import httpserver, netutil, web
 
 from .handlers import StandaloneHandler
 from .service.api import Api
-from .service.config import ServiceConfig, default_data_dir
 from .service.service import Service
+from .service.settings import ServiceConfig, default_data_dir
 
 CONNECTION_FILE = "connection.json"
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from .access import required_level
+from .access_rules import required_level
 from .errors import AbacoError, Forbidden, MethodNotAllowed, NotFound
 from .models import COMPLETE, ERROR, Actor, Execution, parse_int, to_camel
 from .search import is_search
@@ -462,4 +462,4 @@ class Api:
 
 # Feature modules register their routes on import: aliases, nonces and permissions; search; actor
 # configs; admin and utilization.
-from . import api_access, api_admin, api_configs, api_search  # noqa: E402, F401
+from . import api_access, api_actor_configs, api_admin, api_search  # noqa: E402, F401

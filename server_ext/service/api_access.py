@@ -1,14 +1,14 @@
 """Routes for aliases, nonces and permissions (reference/abaco-api.md §1.3 rows 21-33).
 
 Registered with ``api.route``; the alias routes come first so ``/actors/aliases`` is not read as an
-actor id. Each handler is a few lines over ``Service.access`` (``access_ops.Access``). An alias in
+actor id. Each handler is a few lines over ``Service.access`` (``access_control.Access``). An alias in
 place of an actor id on the ``/actors/{actor_id}/...`` routes is resolved before any handler runs
 (``Api._dispatch``), so these handlers, like every other, see an actor id.
 """
 
 from __future__ import annotations
 
-from .access import Alias, Nonce
+from .access_rules import Alias, Nonce
 from .api import Api, Request, Response, envelope, route
 
 _ALIAS = r"/actors/aliases/(?P<alias>[^/]+)"

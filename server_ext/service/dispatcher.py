@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import engine
-from .config import ServiceConfig
 from .ids import new_id, now
 from .models import READY, WORKER_BUSY, WORKER_READY, Actor, Execution, Worker
 from .results import ResultCollector
 from .runtimes.base import ExitInfo, Handle, RunSpec, Runtime, RuntimeError_
+from .settings import ServiceConfig
 from .store import Store
 from .tokens import TokenBook
 

@@ -15,10 +15,9 @@ from typing import Any
 from urllib.parse import quote
 
 from . import engine
-from .access_ops import Access
+from .access_control import Access
+from .actor_configs import ActorConfigs
 from .automation import Automation
-from .config import ServiceConfig
-from .configs_ops import Configs
 from .dispatcher import Dispatcher
 from .errors import AbacoError, NotFound
 from .ids import new_id, now
@@ -34,6 +33,7 @@ from .models import (
     parse_registration,
 )
 from .runtimes.base import API_SOCKET_PATH, ImageCheck, Runtime
+from .settings import ServiceConfig
 from .store import Store
 from .tokens import Scope, TokenBook
 
@@ -88,7 +88,7 @@ class Service:
         self._preparing = ThreadPoolExecutor(max_workers=4, thread_name_prefix="image")
         self._janitor_stop = threading.Event()
         self.access = Access(self.store)  # aliases, nonces, permissions
-        self.configs = Configs(self.store)  # actor configs, injected as _actor_configs
+        self.configs = ActorConfigs(self.store)  # actor configs, injected as _actor_configs
         self.dispatcher.configs_for = self.configs.values_for
         self.automation = Automation(self)  # events to links and webhooks, and the cron pass
 

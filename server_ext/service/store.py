@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
-from .access import Alias, Nonce
-from .configs import ActorConfig
+from .access_rules import Alias, Nonce
+from .actor_config_rules import ActorConfig
 from .models import Actor, Execution, Registration, Worker
 
 _SCHEMA = """
@@ -470,7 +470,7 @@ class Store:
                 "queued": self._db.execute("SELECT COUNT(*) FROM mailbox").fetchone()[0],
             }
 
-    # -- aliases, nonces and permissions (access.py decides; these only store) ----------------------
+    # -- aliases, nonces and permissions (access_rules.py decides; these only store) ----------------
 
     def add_alias(self, alias: Alias) -> bool:
         """False when the name is taken: uniqueness is the table's, so two racing POSTs cannot both win."""
@@ -561,7 +561,7 @@ class Store:
                 (kind, target, user, level),
             )
 
-    # -- actor configs (configs.py decides; these only store) ----------------------------------------
+    # -- actor configs (actor_config_rules.py decides; these only store) -----------------------------
 
     def add_config(self, config: ActorConfig) -> bool:
         """False when the name is taken (uniqueness is the table's, as for aliases)."""

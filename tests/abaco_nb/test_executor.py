@@ -390,7 +390,7 @@ def test_idle_executor_actors_are_removed(tmp_path: Path) -> None:
     """Started in-process with a 1 s idle time (the default is 12 h)."""
     import asyncio
 
-    from server_ext.service.config import ServiceConfig
+    from server_ext.service.settings import ServiceConfig
     from server_ext.standalone import start_server
 
     config = ServiceConfig(db_path=str(tmp_path / "abaco.db"), runtime="process", executor_idle_seconds=1)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from server_ext.service.config import ServiceConfig
 from server_ext.service.service import Service
+from server_ext.service.settings import ServiceConfig
 
 
 @pytest.fixture

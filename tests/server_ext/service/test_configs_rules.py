@@ -1,4 +1,4 @@
-"""configs.py and admin.py decided without a socket; configs_ops over a real SQLite store (encryption,
+"""actor_config_rules.py and admin.py decided without a socket; actor_configs over a real SQLite store (encryption,
 alias matching, what an execution gets)."""
 
 from __future__ import annotations
@@ -7,19 +7,24 @@ from pathlib import Path
 
 import pytest
 
-from server_ext.service import admin, configs, engine
-from server_ext.service.access import Alias
-from server_ext.service.configs_ops import Configs
+from server_ext.service import actor_config_rules, admin, engine
+from server_ext.service.access_rules import Alias
+from server_ext.service.actor_configs import ActorConfigs
 from server_ext.service.errors import AbacoError, NotFound
 from server_ext.service.models import Actor, Execution, Registration, Worker
 from server_ext.service.store import Store
 
 
 def test_parse_config_accepts_both_spellings_and_splits_actors() -> None:
-    parsed = configs.parse_config({"name": "c", "value": [1], "isSecret": "yes", "actors": " a, b,,a "})
-    assert parsed == configs.ConfigInput("c", [1], True, ["a", "b"])
+    parsed = actor_config_rules.parse_config(
+        {"name": "c", "value": [1], "isSecret": "yes", "actors": " a, b,,a "}
+    )
+    assert parsed == actor_config_rules.ConfigInput("c", [1], True, ["a", "b"])
     assert parsed.actors_text == "a,b"
-    assert configs.parse_config({"value": None, "is_secret": 0, "actors": ["x"]}, name="c").name == "c"
+    assert (
+        actor_config_rules.parse_config({"value": None, "is_secret": 0, "actors": ["x"]}, name="c").name
+        == "c"
+    )
 
 
 @pytest.mark.parametrize(
@@ -36,7 +41,7 @@ def test_parse_config_accepts_both_spellings_and_splits_actors() -> None:
 )
 def test_parse_config_refusals_name_the_field(body: dict[str, object], field: str) -> None:
     with pytest.raises(AbacoError) as err:
-        configs.parse_config(body)
+        actor_config_rules.parse_config(body)
     assert err.value.status == 400 and field in err.value.message
 
 
@@ -66,7 +71,7 @@ def test_configs_over_a_store_encrypt_and_match_aliases(tmp_path: Path) -> None:
     for actor_id in ("A1", "A2"):
         store.put_actor(Actor(id=actor_id, owner="me", reg=Registration(image="img")))
     store.add_alias(Alias(alias="two", actor_id="A2", owner="me", create_time=0.0))
-    ops = Configs(store)
+    ops = ActorConfigs(store)
     secret = ops.create({"name": "pw", "value": "hunter2", "is_secret": True, "actors": "A1,two"}, "me")
     assert secret.value != "hunter2" and "hunter2" not in store.get_config("pw").value  # type: ignore[union-attr]
     ops.create({"name": "plain", "value": 5, "is_secret": False, "actors": "A1"}, "me")
@@ -78,7 +83,7 @@ def test_configs_over_a_store_encrypt_and_match_aliases(tmp_path: Path) -> None:
     with pytest.raises(AbacoError, match="already exists"):
         ops.create({"name": "plain", "value": 1, "is_secret": False, "actors": "A1"}, "me")
     # the key lives in the store: a restarted service decrypts what the last one encrypted
-    assert Configs(Store(str(tmp_path / "db"))).values_for("A2") == {"pw": "hunter2"}
+    assert ActorConfigs(Store(str(tmp_path / "db"))).values_for("A2") == {"pw": "hunter2"}
     ops.update("pw", {"value": {"k": "v"}, "is_secret": False, "actors": "A2"})
     assert ops.get("pw").value == {"k": "v"} and ops.values_for("A1") == {"plain": 5}
     ops.delete("pw")

@@ -6,7 +6,7 @@ list it, secrets decrypted. A secret's value is stored encrypted and, as in Abac
 the ciphertext (so a secret never leaves the service in the clear through the API).
 
 This module validates bodies, decides which configs reach an actor and renders the variable, so those
-rules are tested without a socket; ``configs_ops`` encrypts and stores, ``api_configs`` serves.
+rules are tested without a socket; ``actor_configs`` encrypts and stores, ``api_actor_configs`` serves.
 """
 
 from __future__ import annotations

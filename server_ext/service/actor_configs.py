@@ -1,4 +1,4 @@
-"""The operations on actor configs: ``configs`` decides, this encrypts and stores.
+"""The operations on actor configs: ``actor_config_rules`` decides, this encrypts and stores.
 
 ``Service.configs`` is one of these. Secrets are encrypted with Fernet (AES-128-CBC + HMAC-SHA256,
 from ``cryptography``) under a key kept in the store's meta table next to the token secret, so they
@@ -15,8 +15,8 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from . import access, configs
-from .configs import ActorConfig, ConfigInput
+from . import access_rules, actor_config_rules
+from .actor_config_rules import ActorConfig, ConfigInput
 from .errors import AbacoError, NotFound
 from .ids import now
 from .store import Store
@@ -25,7 +25,7 @@ log = logging.getLogger("abaco_nb.service")
 KEY_META = "config_fernet_key"
 
 
-class Configs:
+class ActorConfigs:
     """Actor configs of one service, and what each execution of an actor gets from them."""
 
     def __init__(self, store: Store) -> None:
@@ -60,7 +60,7 @@ class Configs:
                 raise NotFound(f"Invalid actors: no actor or alias found: {ident}.")
 
     def create(self, body: dict[str, Any], owner: str) -> ActorConfig:
-        parsed = configs.parse_config(body)
+        parsed = actor_config_rules.parse_config(body)
         self._check_actors(parsed.actors)
         t = now()
         config = ActorConfig(
@@ -83,7 +83,7 @@ class Configs:
     def update(self, name: str, body: dict[str, Any]) -> ActorConfig:
         """PUT: full replacement of value, is_secret and actors; name and owner are kept."""
         config = self.get(name)
-        parsed = configs.parse_config(body, name=name)
+        parsed = actor_config_rules.parse_config(body, name=name)
         self._check_actors(parsed.actors)
         config.value, config.is_secret = self._stored_value(parsed), parsed.is_secret
         config.actors, config.last_update_time = parsed.actors_text, now()
@@ -96,11 +96,11 @@ class Configs:
 
     def permissions(self, name: str) -> dict[str, str]:
         config = self.get(name)
-        return access.permission_map(config.owner, self.store.get_permissions("config", name))
+        return access_rules.permission_map(config.owner, self.store.get_permissions("config", name))
 
     def grant(self, name: str, body: dict[str, Any]) -> dict[str, str]:
         self.get(name)
-        user, level = access.parse_grant(body)
+        user, level = access_rules.parse_grant(body)
         self.store.set_permission("config", name, user, level)
         return self.permissions(name)
 
@@ -112,7 +112,7 @@ class Configs:
         aliases = [a.alias for a in self.store.list_aliases() if a.actor_id == actor_id]
         values: dict[str, Any] = {}
         for config in self.store.list_configs():
-            if not configs.applies_to(config, actor_id, aliases):
+            if not actor_config_rules.applies_to(config, actor_id, aliases):
                 continue
             try:
                 values[config.name] = self._plain_value(config)

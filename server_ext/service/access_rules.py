@@ -8,7 +8,7 @@ presents as ``?x-nonce=<id>`` instead of a token. An *alias* is a unique name fo
 in place of its id on every route.
 
 This module decides — is this alias acceptable, which level does this request need, may this nonce
-be redeemed and what does it become — so the rules are tested without a socket; ``access_ops`` does
+be redeemed and what does it become — so the rules are tested without a socket; ``access_control`` does
 the storing and ``api_access`` the routes.
 """
 

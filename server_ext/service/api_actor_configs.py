@@ -1,7 +1,7 @@
 """Routes for actor configs (reference/abaco-api.md §1.3 row 34, checklist item 32).
 
 Registered ``first`` so ``/actors/configs`` is not read as an actor id. Each handler is a few lines
-over ``Service.configs`` (``configs_ops.Configs``). Results are ``{name, value, is_secret, actors}``;
+over ``Service.configs`` (``actor_configs.ActorConfigs``). Results are ``{name, value, is_secret, actors}``;
 ``value`` is user data, never re-cased, and a secret's is its ciphertext, as in Abaco.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .actor_config_rules import ActorConfig
 from .api import Api, Request, Response, envelope, recase, route
-from .configs import ActorConfig
 
 _CONFIG = r"/actors/configs/(?P<name>[^/]+)"
 

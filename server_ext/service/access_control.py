@@ -1,4 +1,4 @@
-"""The operations on aliases, nonces and permissions: ``access`` decides, the ``Store`` keeps.
+"""The operations on aliases, nonces and permissions: ``access_rules`` decides, the ``Store`` keeps.
 
 ``Service.access`` is one of these. Besides the CRUD behind the routes of ``api_access`` it offers the
 two things every request goes through (``Api._dispatch``): ``resolve`` (an alias in place of an actor
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import access
-from .access import NONCE_NOT_FOUND, Alias, Nonce
+from . import access_rules
+from .access_rules import NONCE_NOT_FOUND, Alias, Nonce
 from .errors import AbacoError, Forbidden, NotFound
 from .ids import is_id, now
 from .store import Store
@@ -49,7 +49,7 @@ class Access:
                 raise AbacoError(NONCE_NOT_FOUND)
             raise Forbidden("actor")
         t = now()
-        used = self.store.redeem_nonce(nonce_id, lambda n: access.redeem(n, identifier, level, t))
+        used = self.store.redeem_nonce(nonce_id, lambda n: access_rules.redeem(n, identifier, level, t))
         if used is None:
             raise AbacoError(NONCE_NOT_FOUND)
         return used
@@ -61,8 +61,8 @@ class Access:
             raise NotFound(f"No actor found with id: {actor_id}.")
 
     def create_alias(self, body: dict[str, Any], owner: str) -> Alias:
-        name = access.check_alias(body.get("alias"))
-        actor_id = access.alias_target(body)
+        name = access_rules.check_alias(body.get("alias"))
+        actor_id = access_rules.alias_target(body)
         self._actor_exists(actor_id)
         alias = Alias(alias=name, actor_id=actor_id, owner=owner, create_time=now())
         if not self.store.add_alias(alias):
@@ -85,7 +85,7 @@ class Access:
             raise AbacoError(
                 "Invalid alias: the alias itself cannot be updated; delete it and create another."
             )
-        actor_id = access.alias_target(body)
+        actor_id = access_rules.alias_target(body)
         self._actor_exists(actor_id)
         alias.actor_id = actor_id
         self.store.put_alias(alias)
@@ -100,7 +100,7 @@ class Access:
     def create_nonce(
         self, body: dict[str, Any], owner: str, *, actor_id: str | None = None, alias: str | None = None
     ) -> Nonce:
-        nonce = access.new_nonce(body, owner, now(), actor_id=actor_id, alias=alias)
+        nonce = access_rules.new_nonce(body, owner, now(), actor_id=actor_id, alias=alias)
         self.store.add_nonce(nonce)
         return nonce
 
@@ -121,9 +121,9 @@ class Access:
     # -- permissions --------------------------------------------------------------------------------
 
     def permissions(self, kind: str, target: str, owner: str) -> dict[str, str]:
-        return access.permission_map(owner, self.store.get_permissions(kind, target))
+        return access_rules.permission_map(owner, self.store.get_permissions(kind, target))
 
     def grant(self, kind: str, target: str, owner: str, body: dict[str, Any]) -> dict[str, str]:
-        user, level = access.parse_grant(body)
+        user, level = access_rules.parse_grant(body)
         self.store.set_permission(kind, target, user, level)
         return self.permissions(kind, target, owner)
