@@ -23,7 +23,7 @@ from . import engine
 from .ids import new_id, now
 from .models import READY, WORKER_BUSY, WORKER_READY, Actor, Execution, Worker
 from .results import ResultCollector
-from .runtimes.base import ExitInfo, Handle, RunSpec, Runtime, RuntimeError_
+from .runtimes.base import ExitInfo, RunningRef, RunSpec, Runtime, RuntimeFailure
 from .settings import ServiceConfig
 from .store import Store
 from .tokens import TokenBook
@@ -72,7 +72,7 @@ class Dispatcher:
         self.configs_for: Callable[[str], dict[str, Any]] = lambda actor_id: {}
         self._pools: dict[str, _Pool] = {}
         self._lock = threading.RLock()
-        self._handles: dict[str, Handle] = {}  # execution id -> running handle
+        self._runs: dict[str, RunningRef] = {}  # execution id -> its started execution
         self._finished = threading.Condition()
         self._closing = threading.Event()
         self._stop_reason: dict[str, str] = {}  # execution id -> why it is being stopped
@@ -95,14 +95,14 @@ class Dispatcher:
         never_started = frozenset(eid for eid, lo in leftovers.items() if not lo.started)
         for eid, leftover in leftovers.items():
             if eid in never_started:
-                self.runtime.remove(Handle(eid, leftover.ref))
+                self.runtime.remove(RunningRef(eid, leftover.ref))
                 continue
             try:
-                handle = self.runtime.attach(leftover)
-            except RuntimeError_:
+                run = self.runtime.attach(leftover)
+            except RuntimeFailure:
                 continue
-            alive[eid] = handle.ref
-            self._handles[eid] = handle
+            alive[eid] = run.ref
+            self._runs[eid] = run
         plan = engine.plan_recovery(running, alive, self.runtime.name, never_started)
         for execution in plan.requeue:
             self.store.requeue_first(execution)
@@ -121,8 +121,8 @@ class Dispatcher:
         for eid, leftover in leftovers.items():  # leftovers whose execution is not RUNNING: remove
             if eid not in alive and eid not in never_started and eid not in {e.id for e in running}:
                 try:
-                    self.runtime.remove(Handle(eid, leftover.ref))
-                except RuntimeError_:
+                    self.runtime.remove(RunningRef(eid, leftover.ref))
+                except RuntimeFailure:
                     pass
         for actor_id in self.store.queued_actor_ids():
             self.notify(actor_id)
@@ -142,13 +142,13 @@ class Dispatcher:
         for pool in pools:
             for slot in list(pool.slots.values()):
                 eid = slot.worker.current_execution
-                if eid:  # also one whose process is still starting (no handle yet): _supervise honours it
+                if eid:  # also one whose process is still starting (no RunningRef yet): _supervise honours it
                     self._stop_reason[eid] = reason
-        for eid, handle in list(self._handles.items()):
+        for eid, run in list(self._runs.items()):
             self._stop_reason[eid] = reason
             try:
-                self.runtime.stop(handle, grace=grace)
-            except RuntimeError_:
+                self.runtime.stop(run, grace=grace)
+            except RuntimeFailure:
                 pass
         for pool in pools:
             for slot in list(pool.slots.values()):
@@ -214,7 +214,7 @@ class Dispatcher:
         for slot in slots:
             eid = slot.worker.current_execution
             if eid and not self.cancel(eid, reason):
-                # Claimed but its process is still starting (no handle yet): _supervise honours the
+                # Claimed but its process is still starting (no RunningRef yet): _supervise honours the
                 # reason on its first slice, so the DELETE neither waits 30 s nor leaves it running.
                 self._stop_reason[eid] = reason
         for slot in slots:
@@ -284,20 +284,20 @@ class Dispatcher:
 
     def cancel(self, execution_id: str, reason: str = "Force quit requested by the user.") -> bool:
         """Force-quit a running execution; returns False when it is not running here."""
-        handle = self._handles.get(execution_id)
-        if handle is None:
+        run = self._runs.get(execution_id)
+        if run is None:
             return False
         self._stop_reason[execution_id] = reason
         return True
 
     def live_logs(self, execution_id: str) -> str | None:
         """The logs of a running execution straight from the runtime (None when not running here)."""
-        handle = self._handles.get(execution_id)
-        if handle is None:
+        run = self._runs.get(execution_id)
+        if run is None:
             return None
         try:
-            return engine.truncate_logs(self.runtime.logs(handle))
-        except RuntimeError_:
+            return engine.truncate_logs(self.runtime.logs(run))
+        except RuntimeFailure:
             return None
 
     def _run(self, actor: Actor, execution: Execution, worker: Worker) -> None:
@@ -330,17 +330,17 @@ class Dispatcher:
         )  # fmt: skip
         try:
             try:
-                handle = self.runtime.start(spec)
-            except RuntimeError_ as exc:
+                run = self.runtime.start(spec)
+            except RuntimeFailure as exc:
                 collector.close()
                 engine.finish_error(execution, f"The execution could not start: {exc}", now())
                 self.store.finish_execution(execution, None, None)
                 self.announce(execution)
                 return
-            execution.runtime_ref = handle.ref
+            execution.runtime_ref = run.ref
             self.store.update_execution(execution)
-            self._handles[execution.id] = handle
-            self._supervise(actor, execution, handle, collector)
+            self._runs[execution.id] = run
+            self._supervise(actor, execution, run, collector)
         finally:
             if binary_path:
                 try:
@@ -352,7 +352,7 @@ class Dispatcher:
         return execution.max_run_time or actor.reg.max_run_time or self.config.max_run_time or None
 
     def _supervise(
-        self, actor: Actor, execution: Execution, handle: Handle, collector: ResultCollector | None
+        self, actor: Actor, execution: Execution, run: RunningRef, collector: ResultCollector | None
     ) -> None:
         """Wait for the end while writing partial logs and honouring force-quit and max_run_time."""
         started = execution.start_time or now()
@@ -362,7 +362,7 @@ class Dispatcher:
         info: ExitInfo | None = None
         try:
             while info is None:
-                info = self.runtime.wait(handle, WAIT_SLICE)
+                info = self.runtime.wait(run, WAIT_SLICE)
                 if info is not None:
                     break
                 reason = self._stop_reason.get(execution.id) or engine.stop_reason(
@@ -370,18 +370,18 @@ class Dispatcher:
                 )
                 if reason and not stopped_because:
                     stopped_because = reason
-                    self.runtime.stop(handle, grace=10.0)
+                    self.runtime.stop(run, grace=10.0)
                 if time.monotonic() >= next_logs:
-                    self.store.set_logs(execution.id, engine.truncate_logs(self.runtime.logs(handle)), None)
+                    self.store.set_logs(execution.id, engine.truncate_logs(self.runtime.logs(run)), None)
                     next_logs = time.monotonic() + LIVE_LOG_INTERVAL
-            logs = engine.truncate_logs(self.runtime.logs(handle))
-        except RuntimeError_ as exc:
+            logs = engine.truncate_logs(self.runtime.logs(run))
+        except RuntimeFailure as exc:
             logs, info = None, None
             stopped_because = f"The runtime failed while supervising the execution: {exc}"
         finally:
             if collector is not None:
                 collector.close()
-            self._handles.pop(execution.id, None)
+            self._runs.pop(execution.id, None)
         finished = now()
         shutdown_reason = self._stop_reason.pop(execution.id, "")
         if info is None:
@@ -396,19 +396,19 @@ class Dispatcher:
         expiry = engine.log_expiry(actor.reg.log_ex, self.config.log_ex, self.config.log_ex_limit, finished)
         self.store.finish_execution(execution, logs, expiry)
         try:
-            self.runtime.remove(handle)
-        except RuntimeError_:
+            self.runtime.remove(run)
+        except RuntimeFailure:
             log.warning("could not remove the runtime resources of %s", execution.id)
         self.announce(execution)
 
     def _resupervise(self, execution: Execution) -> None:
         """Keep supervising an execution a previous run of the service started (docker only)."""
         actor = self.store.get_actor(execution.actor_id)
-        handle = self._handles.get(execution.id)
-        if handle is None:
+        run = self._runs.get(execution.id)
+        if run is None:
             return
         if actor is None:
-            self.runtime.stop(handle, grace=1.0)
+            self.runtime.stop(run, grace=1.0)
             engine.finish_error(execution, "The actor was deleted while the service was down.", now())
             self.store.finish_execution(execution, None, None)
             self.announce(execution)
@@ -421,7 +421,7 @@ class Dispatcher:
             )
         except OSError:
             collector = None
-        self._supervise(actor, execution, handle, collector)
+        self._supervise(actor, execution, run, collector)
 
     # -- completion ---------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ LABEL_EXECUTION = "abaco-nb.execution_id"
 LABEL_WORKER = "abaco-nb.worker_id"
 
 
-class RuntimeError_(Exception):
+class RuntimeFailure(Exception):
     """A runtime could not do what was asked; the message is shown to the user as is."""
 
 
@@ -77,8 +77,9 @@ class ExitInfo:
 
 
 @dataclass
-class Handle:
-    """A started execution. ``ref`` is the container id or the process id, as a string."""
+class RunningRef:
+    """What a runtime hands back for a started execution, and takes to wait, read logs, stop and remove
+    it. ``ref`` is the container id or the process id, as a string."""
 
     execution_id: str
     ref: str
@@ -105,23 +106,23 @@ class Runtime(Protocol):
         """Make sure the image can run; with ``pull`` fetch it again even when present."""
         ...
 
-    def start(self, spec: RunSpec) -> Handle:
-        """Start the execution; raise RuntimeError_ with a readable message when it cannot start."""
+    def start(self, spec: RunSpec) -> RunningRef:
+        """Start the execution; raise RuntimeFailure with a readable message when it cannot start."""
         ...
 
-    def wait(self, handle: Handle, timeout: float) -> ExitInfo | None:
+    def wait(self, run: RunningRef, timeout: float) -> ExitInfo | None:
         """Wait up to ``timeout`` seconds; the exit facts when it ended, else None."""
         ...
 
-    def logs(self, handle: Handle) -> str:
+    def logs(self, run: RunningRef) -> str:
         """Combined stdout and stderr so far (partial while running)."""
         ...
 
-    def stop(self, handle: Handle, grace: float = 10.0) -> None:
+    def stop(self, run: RunningRef, grace: float = 10.0) -> None:
         """Stop a running execution: SIGTERM, then SIGKILL after ``grace`` seconds."""
         ...
 
-    def remove(self, handle: Handle) -> None:
+    def remove(self, run: RunningRef) -> None:
         """Release everything the execution held (container, temp files). Idempotent."""
         ...
 
@@ -129,6 +130,6 @@ class Runtime(Protocol):
         """Executions of this service that a previous run started and did not remove."""
         ...
 
-    def attach(self, leftover: Leftover) -> Handle:
-        """A handle for a leftover, so the dispatcher can keep supervising it."""
+    def attach(self, leftover: Leftover) -> RunningRef:
+        """A RunningRef for a leftover, so the dispatcher can keep supervising it."""
         ...

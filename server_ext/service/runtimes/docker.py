@@ -41,11 +41,11 @@ from .base import (
     LABEL_WORKER,
     RESULTS_SOCKET_PATH,
     ExitInfo,
-    Handle,
     ImageCheck,
     Leftover,
+    RunningRef,
     RunSpec,
-    RuntimeError_,
+    RuntimeFailure,
 )
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ class DockerRuntime:
         def bind(host: str, container: str, mode: str, what: str) -> None:
             # A missing source would make Docker create an empty *directory* there: refuse instead.
             if not os.path.exists(host):
-                raise RuntimeError_(
+                raise RuntimeFailure(
                     f"cannot start execution {spec.execution_id}: {what} {host} does not exist"
                 )
             binds[host] = {"bind": container, "mode": mode}
@@ -206,7 +206,7 @@ class DockerRuntime:
             bind(spec.results_socket, RESULTS_SOCKET_PATH, "ro", "results socket")
         if spec.binary_path:
             if not os.path.isfile(spec.binary_path):
-                raise RuntimeError_(f"binary message {spec.binary_path} is not a regular file")
+                raise RuntimeFailure(f"binary message {spec.binary_path} is not a regular file")
             bind(spec.binary_path, BINARY_DATA_PATH, "ro", "binary message")
         if spec.api_socket:
             bind(spec.api_socket, API_SOCKET_PATH, "ro", "API socket")
@@ -236,8 +236,8 @@ class DockerRuntime:
                 kwargs["pids_limit"] = self.pids_limit
         return self.api.create_host_config(**kwargs)
 
-    def start(self, spec: RunSpec) -> Handle:
-        """Create and start the container (two API calls); raise RuntimeError_ with a readable reason."""
+    def start(self, spec: RunSpec) -> RunningRef:
+        """Create and start the container (two API calls); raise RuntimeFailure with a readable reason."""
         labels = {
             LABEL_SERVICE: spec.service_id,
             LABEL_ACTOR: spec.actor_id,
@@ -264,9 +264,9 @@ class DockerRuntime:
                 # The name is held by an earlier attempt at this execution: names are cosmetic, go on.
                 container = self.api.create_container(**create)
         except docker.errors.ImageNotFound as exc:
-            raise RuntimeError_(self._missing_image_message(spec.image)) from exc
+            raise RuntimeFailure(self._missing_image_message(spec.image)) from exc
         except docker.errors.APIError as exc:
-            raise RuntimeError_(
+            raise RuntimeFailure(
                 f"cannot create a container of {spec.image}: {exc.explanation or exc}"
             ) from exc
         container_id = container["Id"]
@@ -274,11 +274,11 @@ class DockerRuntime:
             self.api.start(container_id)
         except docker.errors.APIError as exc:
             self._remove_container(container_id)
-            raise RuntimeError_(
+            raise RuntimeFailure(
                 f"cannot start a container of {spec.image}: {exc.explanation or exc}"
             ) from exc
         self._watch(container_id)
-        return Handle(execution_id=spec.execution_id, ref=container_id, extra={"image": spec.image})
+        return RunningRef(execution_id=spec.execution_id, ref=container_id, extra={"image": spec.image})
 
     def _missing_image_message(self, image: str) -> str:
         message = f"image {image} is not present on this Docker engine"
@@ -340,9 +340,9 @@ class DockerRuntime:
             if watch.stop_sampling.wait(self.stats_interval):
                 return
 
-    def wait(self, handle: Handle, timeout: float) -> ExitInfo | None:
+    def wait(self, run: RunningRef, timeout: float) -> ExitInfo | None:
         """The exit facts once the container has stopped (read once, then cached), else None."""
-        watch = self._watch(handle.ref)
+        watch = self._watch(run.ref)
         if not watch.exited.wait(max(0.0, timeout)):
             return None
         if watch.exit_info is None:
@@ -367,40 +367,38 @@ class DockerRuntime:
             exit_code=int(state.get("ExitCode", -1)), final_state=final_state, cpu=watch.cpu, io=watch.io
         )
 
-    def logs(self, handle: Handle) -> str:
+    def logs(self, run: RunningRef) -> str:
         """Combined stdout and stderr so far; after removal, the last logs read."""
-        watch = self._watches.get(handle.ref)
+        watch = self._watches.get(run.ref)
         try:
-            text = self.api.logs(handle.ref, stdout=True, stderr=True, stream=False).decode(
-                "utf-8", "replace"
-            )
+            text = self.api.logs(run.ref, stdout=True, stderr=True, stream=False).decode("utf-8", "replace")
         except docker.errors.NotFound:
             return watch.last_logs if watch else ""
         if watch is not None:
             watch.last_logs = text
         return text
 
-    def stop(self, handle: Handle, grace: float = 10.0) -> None:
+    def stop(self, run: RunningRef, grace: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds (Docker's stop); a stopped container is fine."""
         try:
             if grace <= 0:
-                self.api.kill(handle.ref)
+                self.api.kill(run.ref)
             else:
-                self.api.stop(handle.ref, timeout=max(1, math.ceil(grace)))
+                self.api.stop(run.ref, timeout=max(1, math.ceil(grace)))
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
             if exc.status_code not in (304, 409):  # not running / being removed
-                raise RuntimeError_(
-                    f"cannot stop container {handle.ref[:12]}: {exc.explanation or exc}"
+                raise RuntimeFailure(
+                    f"cannot stop container {run.ref[:12]}: {exc.explanation or exc}"
                 ) from exc
 
-    def remove(self, handle: Handle) -> None:
+    def remove(self, run: RunningRef) -> None:
         """Remove the container (force: also when still running). Idempotent."""
-        watch = self._watches.pop(handle.ref, None)
+        watch = self._watches.pop(run.ref, None)
         if watch is not None:
             watch.stop_sampling.set()
-        self._remove_container(handle.ref)
+        self._remove_container(run.ref)
 
     def _remove_container(self, container_id: str) -> None:
         try:
@@ -409,7 +407,7 @@ class DockerRuntime:
             pass
         except docker.errors.APIError as exc:
             if exc.status_code != 409:  # 409: removal already in progress
-                raise RuntimeError_(
+                raise RuntimeFailure(
                     f"cannot remove container {container_id[:12]}: {exc.explanation or exc}"
                 ) from exc
 
@@ -426,7 +424,7 @@ class DockerRuntime:
             for c in found
         ]
 
-    def attach(self, leftover: Leftover) -> Handle:
+    def attach(self, leftover: Leftover) -> RunningRef:
         """Supervise a container an earlier run of the service started."""
         self._watch(leftover.ref)
-        return Handle(execution_id=leftover.execution_id, ref=leftover.ref, extra={"attached": True})
+        return RunningRef(execution_id=leftover.execution_id, ref=leftover.ref, extra={"attached": True})

@@ -36,11 +36,11 @@ from .base import (
     ENV_BINARY_DATA,
     ENV_RESULTS_SOCKET,
     ExitInfo,
-    Handle,
     ImageCheck,
     Leftover,
+    RunningRef,
     RunSpec,
-    RuntimeError_,
+    RuntimeFailure,
 )
 from .zygote import Zygote, ZygoteExit, ZygoteFailed, ZygoteUnavailable, exit_code, fresh_start_differs
 
@@ -153,10 +153,10 @@ class ProcessRuntime:
             env[ENV_RESULTS_SOCKET] = spec.results_socket
         return env
 
-    def start(self, spec: RunSpec) -> Handle:
+    def start(self, spec: RunSpec) -> RunningRef:
         command = command_for(spec.image)
         if command is None:
-            raise RuntimeError_(self.check_image(spec.image).message)
+            raise RuntimeFailure(self.check_image(spec.image).message)
         exec_dir = os.path.join(self.work_dir, spec.execution_id)
         os.makedirs(exec_dir, exist_ok=True)
         log_path = os.path.join(exec_dir, "output.log")
@@ -175,7 +175,7 @@ class ProcessRuntime:
             running = self._popen(spec.execution_id, command, env, exec_dir, log_path, limit)
         with self._lock:
             self._running[spec.execution_id] = running
-        return Handle(spec.execution_id, str(running.pid), {"log_path": log_path})
+        return RunningRef(spec.execution_id, str(running.pid), {"log_path": log_path})
 
     @staticmethod
     def _fork(
@@ -189,7 +189,7 @@ class ProcessRuntime:
         except ZygoteUnavailable:
             return None
         except ZygoteFailed as exc:  # it may have forked: starting it again could run the message twice
-            raise RuntimeError_(f"The process runtime's zygote failed while starting it: {exc}.") from exc
+            raise RuntimeFailure(f"The process runtime's zygote failed while starting it: {exc}.") from exc
         return running
 
     def _popen(
@@ -213,7 +213,7 @@ class ProcessRuntime:
                     start_new_session=True,
                 )
             except OSError as exc:
-                raise RuntimeError_(f"Could not start {command[0]!r}: {exc.strerror or exc}.") from exc
+                raise RuntimeFailure(f"Could not start {command[0]!r}: {exc.strerror or exc}.") from exc
         if limit:
             try:
                 resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
@@ -237,19 +237,19 @@ class ProcessRuntime:
         cpu = int((rusage.ru_utime + rusage.ru_stime) * 1e9)
         running.ended(ZygoteExit(status, cpu, int(rusage.ru_inblock + rusage.ru_oublock) * 512, time.time()))
 
-    def _get(self, handle: Handle) -> _Running:
+    def _get(self, run: RunningRef) -> _Running:
         with self._lock:
-            running = self._running.get(handle.execution_id)
+            running = self._running.get(run.execution_id)
         if running is None:
-            raise RuntimeError_(f"No process for execution {handle.execution_id}.")
+            raise RuntimeFailure(f"No process for execution {run.execution_id}.")
         return running
 
-    def wait(self, handle: Handle, timeout: float) -> ExitInfo | None:
-        running = self._get(handle)
+    def wait(self, run: RunningRef, timeout: float) -> ExitInfo | None:
+        running = self._get(run)
         if not running.done.wait(timeout):
             return None
         if running.failure:
-            raise RuntimeError_(running.failure)
+            raise RuntimeFailure(running.failure)
         code = exit_code(running.status)  # killed by a signal: 128+N, as a shell reports
         final_state = {
             "Status": "exited",
@@ -266,16 +266,16 @@ class ProcessRuntime:
         }
         return ExitInfo(exit_code=code, final_state=final_state, cpu=running.cpu, io=running.io)
 
-    def logs(self, handle: Handle) -> str:
-        path = handle.extra.get("log_path") or os.path.join(self.work_dir, handle.execution_id, "output.log")
+    def logs(self, run: RunningRef) -> str:
+        path = run.extra.get("log_path") or os.path.join(self.work_dir, run.execution_id, "output.log")
         try:
             with open(path, "rb") as f:
                 return f.read().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return ""
 
-    def stop(self, handle: Handle, grace: float = 10.0) -> None:
-        running = self._get(handle)
+    def stop(self, run: RunningRef, grace: float = 10.0) -> None:
+        running = self._get(run)
         running.stopped = True
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
             if running.done.is_set():
@@ -290,12 +290,12 @@ class ProcessRuntime:
             if running.done.wait(wait):
                 return
 
-    def remove(self, handle: Handle) -> None:
+    def remove(self, run: RunningRef) -> None:
         with self._lock:
-            running = self._running.pop(handle.execution_id, None)
+            running = self._running.pop(run.execution_id, None)
         if running is not None and not running.done.is_set():
-            self.stop(handle, grace=1.0)
-        exec_dir = os.path.join(self.work_dir, handle.execution_id)
+            self.stop(run, grace=1.0)
+        exec_dir = os.path.join(self.work_dir, run.execution_id)
         for name in ("output.log",):
             try:
                 os.unlink(os.path.join(exec_dir, name))
@@ -323,11 +323,11 @@ class ProcessRuntime:
                     found.append(Leftover(entry.split(b"=", 1)[1].decode(), pid, True))
         return found
 
-    def attach(self, leftover: Leftover) -> Handle:
+    def attach(self, leftover: Leftover) -> RunningRef:
         """A process is not our child after a restart, so it cannot be waited on: stop it instead,
         and the dispatcher ends its execution ERROR."""
         try:
             os.killpg(int(leftover.ref), signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        raise RuntimeError_("process executions cannot be re-attached after a restart")
+        raise RuntimeFailure("process executions cannot be re-attached after a restart")

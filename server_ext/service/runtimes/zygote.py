@@ -363,7 +363,7 @@ class _Spawn:
 
 
 class Zygote:
-    """The service's handle on its zygote: started on first use (or :meth:`warm`), restarted after it
+    """The service's side of its zygote: started on first use (or :meth:`warm`), restarted after it
     died, and given up on for ``RETRY_AFTER`` seconds when it fails to start."""
 
     def __init__(self, work_dir: str, base_env: dict[str, str], python: str = sys.executable) -> None:

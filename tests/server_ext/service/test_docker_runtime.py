@@ -27,9 +27,9 @@ from server_ext.service.runtimes.base import (
     LABEL_SERVICE,
     LABEL_WORKER,
     ExitInfo,
-    Handle,
+    RunningRef,
     RunSpec,
-    RuntimeError_,
+    RuntimeFailure,
 )
 from server_ext.service.runtimes.docker import STATE_KEYS, DockerRuntime
 
@@ -62,19 +62,19 @@ def make_spec(image: str = TEST_IMAGE, env: dict[str, str] | None = None, **kw: 
     )
 
 
-def run_to_end(rt: DockerRuntime, spec: RunSpec, timeout: float = 60) -> tuple[ExitInfo, str, Handle]:
+def run_to_end(rt: DockerRuntime, spec: RunSpec, timeout: float = 60) -> tuple[ExitInfo, str, RunningRef]:
     """Start, wait (polling like the dispatcher does), read logs, remove."""
-    handle = rt.start(spec)
+    run = rt.start(spec)
     try:
         deadline = time.monotonic() + timeout
         info = None
         while info is None and time.monotonic() < deadline:
-            info = rt.wait(handle, 0.5)
+            info = rt.wait(run, 0.5)
         assert info is not None, "container did not finish in time"
-        return info, rt.logs(handle), handle
+        return info, rt.logs(run), run
     finally:
-        rt.stop(handle, grace=1)
-        rt.remove(handle)
+        rt.stop(run, grace=1)
+        rt.remove(run)
 
 
 class ResultsSocket:
@@ -122,24 +122,24 @@ def test_test_image_prints_msg_env_and_root(runtime, docker_client):
         "_abaco_actor_state": "{}",
     }
     spec = make_spec(env=env)
-    handle = runtime.start(spec)
+    run = runtime.start(spec)
     try:
-        labels = docker_client.api.inspect_container(handle.ref)["Config"]["Labels"]
+        labels = docker_client.api.inspect_container(run.ref)["Config"]["Labels"]
         assert labels[LABEL_SERVICE] == spec.service_id
         assert labels[LABEL_ACTOR] == "a-test"
         assert labels[LABEL_EXECUTION] == spec.execution_id
         assert labels[LABEL_WORKER] == "w-test"
-        host = docker_client.api.inspect_container(handle.ref)["HostConfig"]
+        host = docker_client.api.inspect_container(run.ref)["HostConfig"]
         assert host["NetworkMode"] == "none"
         assert host["Privileged"] is False
         assert host["Memory"] == 1 << 30
         assert host["NanoCpus"] == 1_000_000_000
         assert "no-new-privileges" in host["SecurityOpt"]
-        info = runtime.wait(handle, 30)
+        info = runtime.wait(run, 30)
         assert info is not None
-        logs = runtime.logs(handle)
+        logs = runtime.logs(run)
     finally:
-        runtime.remove(handle)
+        runtime.remove(run)
     assert info.exit_code == 0
     assert set(STATE_KEYS) <= set(info.final_state)
     assert info.final_state["Status"] == "exited" and info.final_state["OOMKilled"] is False
@@ -148,23 +148,23 @@ def test_test_image_prints_msg_env_and_root(runtime, docker_client):
     assert "key1=value1" in logs and "_abaco-Content-Type=str" in logs and "_abaco_Content_Type=str" in logs
     assert "PATH=" in logs
     assert "Contents of root file system:" in logs and "bin" in logs.split("root file system:")[1]
-    runtime.remove(handle)  # idempotent
+    runtime.remove(run)  # idempotent
     assert runtime.find_leftovers(spec.service_id) == []
 
 
 def test_partial_logs_cpu_while_running(runtime):
     spec = make_spec(env={"MSG": "partial", "SLEEP": "3"})
-    handle = runtime.start(spec)
+    run = runtime.start(spec)
     try:
         time.sleep(1.0)
-        assert runtime.wait(handle, 0.1) is None
-        assert "Contents of MSG: partial" in runtime.logs(handle)
-        info = runtime.wait(handle, 30)
+        assert runtime.wait(run, 0.1) is None
+        assert "Contents of MSG: partial" in runtime.logs(run)
+        info = runtime.wait(run, 30)
         assert info is not None and info.exit_code == 0
         assert info.cpu > 0, "cpu should have been sampled while the container ran"
-        assert runtime.wait(handle, 0) is info  # cached
+        assert runtime.wait(run, 0) is info  # cached
     finally:
-        runtime.remove(handle)
+        runtime.remove(run)
 
 
 def test_function_result_over_results_socket(runtime, results, tmp_path):
@@ -262,34 +262,34 @@ def test_oom_killed_under_small_memory_limit(runtime, tmp_path):
 
 def test_stop_long_running_container(runtime):
     spec = make_spec(env={"MSG": "long", "SLEEP": "600"})
-    handle = runtime.start(spec)
+    run = runtime.start(spec)
     try:
         time.sleep(0.5)
-        assert runtime.wait(handle, 0.1) is None
+        assert runtime.wait(run, 0.1) is None
         t0 = time.monotonic()
-        runtime.stop(handle, grace=1)
-        info = runtime.wait(handle, 15)
+        runtime.stop(run, grace=1)
+        info = runtime.wait(run, 15)
         assert info is not None
         assert time.monotonic() - t0 < 10
         assert info.exit_code in (137, 143)
         assert info.final_state["Running"] is False
-        runtime.stop(handle, grace=1)  # stopping a stopped container is fine
+        runtime.stop(run, grace=1)  # stopping a stopped container is fine
     finally:
-        runtime.remove(handle)
+        runtime.remove(run)
 
 
 def test_leftovers_found_by_label_attached_and_removed(runtime, docker_client):
     service_id = f"svc-left-{uuid.uuid4().hex[:8]}"
     spec = make_spec(env={"MSG": "left", "SLEEP": "600"}, service_id=service_id)
-    handle = runtime.start(spec)
+    run = runtime.start(spec)
     try:
         other = DockerRuntime(client=docker_client)  # a "restarted service"
         leftovers = other.find_leftovers(service_id)
         assert [(lo.execution_id, lo.ref, lo.running) for lo in leftovers] == [
-            (spec.execution_id, handle.ref, True)
+            (spec.execution_id, run.ref, True)
         ]
         assert other.find_leftovers("some-other-service") == [] or all(
-            lo.ref != handle.ref for lo in other.find_leftovers("some-other-service")
+            lo.ref != run.ref for lo in other.find_leftovers("some-other-service")
         )
         attached = other.attach(leftovers[0])
         assert attached.execution_id == spec.execution_id
@@ -301,7 +301,7 @@ def test_leftovers_found_by_label_attached_and_removed(runtime, docker_client):
         other.remove(attached)
         assert other.find_leftovers(service_id) == []
     finally:
-        runtime.remove(handle)
+        runtime.remove(run)
 
 
 def test_check_image(runtime):
@@ -317,12 +317,12 @@ def test_check_image(runtime):
 
 
 def test_start_missing_image_raises_readable_error(runtime):
-    with pytest.raises(RuntimeError_, match="abaco-nb images build"):
+    with pytest.raises(RuntimeFailure, match="abaco-nb images build"):
         runtime.start(make_spec("abaco-nb/no-such-image:latest"))
-    with pytest.raises(RuntimeError_, match="not a regular file"):
+    with pytest.raises(RuntimeFailure, match="not a regular file"):
         runtime.start(make_spec(binary_path="/nonexistent/abaco-nb/binary"))
     # A missing bind source would become an empty directory in the container: refused instead.
-    with pytest.raises(RuntimeError_, match="does not exist"):
+    with pytest.raises(RuntimeFailure, match="does not exist"):
         runtime.start(make_spec(results_socket="/nonexistent/abaco-nb/results.sock"))
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from server_ext.service.runtimes.base import ExitInfo, Handle, RunSpec, RuntimeError_
+from server_ext.service.runtimes.base import ExitInfo, RunningRef, RunSpec, RuntimeFailure
 from server_ext.service.runtimes.process import ENV_SERVICE, ProcessRuntime
 from server_ext.service.runtimes.zygote import (
     SLOT_BYTES,
@@ -44,7 +44,7 @@ def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Process
     rt.close()
 
 
-def _start(rt: ProcessRuntime, tmp: Path, fn: Callable[[], Any], **extra: Any) -> Handle:
+def _start(rt: ProcessRuntime, tmp: Path, fn: Callable[[], Any], **extra: Any) -> RunningRef:
     eid = uuid.uuid4().hex[:13]
     message = tmp / f"{eid}.bin"
     message.write_bytes(cloudpickle.dumps({"func": fn, "args": [], "kwargs": {}}))
@@ -56,13 +56,13 @@ def _start(rt: ProcessRuntime, tmp: Path, fn: Callable[[], Any], **extra: Any) -
     return rt.start(spec)
 
 
-def _wait(rt: ProcessRuntime, handle: Handle, timeout: float = 30) -> ExitInfo:
+def _wait(rt: ProcessRuntime, run: RunningRef, timeout: float = 30) -> ExitInfo:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        info = rt.wait(handle, 0.5)
+        info = rt.wait(run, 0.5)
         if info is not None:
             return info
-    raise AssertionError(f"execution {handle.execution_id} still running after {timeout} s")
+    raise AssertionError(f"execution {run.execution_id} still running after {timeout} s")
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float = 15) -> None:
@@ -140,14 +140,14 @@ def test_stop_ends_the_whole_session(runtime: ProcessRuntime, tmp_path: Path) ->
         print("grandchild", child.pid, flush=True)
         time.sleep(60)
 
-    handle = _start(runtime, tmp_path, sleeps)
-    _wait_for(lambda: "grandchild" in runtime.logs(handle))
-    grandchild = int(runtime.logs(handle).split("grandchild")[1].split()[0])
-    runtime.stop(handle, grace=5)
-    info = _wait(runtime, handle)
+    run = _start(runtime, tmp_path, sleeps)
+    _wait_for(lambda: "grandchild" in runtime.logs(run))
+    grandchild = int(runtime.logs(run).split("grandchild")[1].split()[0])
+    runtime.stop(run, grace=5)
+    info = _wait(runtime, run)
     assert info.exit_code == 128 + signal.SIGTERM
     _wait_for(lambda: _gone(grandchild))
-    runtime.remove(handle)
+    runtime.remove(run)
 
 
 def test_stop_right_after_start(runtime: ProcessRuntime, tmp_path: Path) -> None:
@@ -159,10 +159,10 @@ def test_stop_right_after_start(runtime: ProcessRuntime, tmp_path: Path) -> None
         time.sleep(60)
 
     for _ in range(5):
-        handle = _start(runtime, tmp_path, sleeps)
-        runtime.stop(handle, grace=5)
-        assert _wait(runtime, handle).exit_code == 128 + signal.SIGTERM
-        runtime.remove(handle)
+        run = _start(runtime, tmp_path, sleeps)
+        runtime.stop(run, grace=5)
+        assert _wait(runtime, run).exit_code == 128 + signal.SIGTERM
+        runtime.remove(run)
 
 
 def test_a_child_sees_only_the_contract_environment_and_carries_the_marker(
@@ -179,25 +179,25 @@ def test_a_child_sees_only_the_contract_environment_and_carries_the_marker(
         time.sleep(60)
 
     service_id = uuid.uuid4().hex[:13]
-    handle = _start(runtime, tmp_path, report, env={"key1": "value1"}, service_id=service_id)
-    _wait_for(lambda: '"environ"' in runtime.logs(handle))
-    seen = json.loads(runtime.logs(handle).splitlines()[0])
+    run = _start(runtime, tmp_path, report, env={"key1": "value1"}, service_id=service_id)
+    _wait_for(lambda: '"environ"' in runtime.logs(run))
+    seen = json.loads(runtime.logs(run).splitlines()[0])
     assert seen["environ"]["key1"] == "value1"
-    assert seen["environ"]["_abaco_execution_id"] == handle.execution_id
+    assert seen["environ"]["_abaco_execution_id"] == run.execution_id
     assert seen["environ"][ENV_SERVICE] == service_id
     assert "ABACO_NB_TOKEN" not in seen["environ"] and "SERVICE_ONLY_VARIABLE" not in seen["environ"]
     assert not any("the-service-token" in e or "SERVICE_ONLY" in e for e in seen["block"])
     assert f"{ENV_SERVICE}={service_id}" in seen["block"]  # what find_leftovers reads after a crash
-    assert seen["cwd"] == os.path.join(runtime.work_dir, handle.execution_id)
+    assert seen["cwd"] == os.path.join(runtime.work_dir, run.execution_id)
     assert [(lo.execution_id, lo.ref) for lo in runtime.find_leftovers(service_id)] == [
-        (handle.execution_id, handle.ref)
+        (run.execution_id, run.ref)
     ]
     assert runtime.zygote is not None
     with open(f"/proc/{runtime.zygote.pid}/environ", "rb") as f:
         assert b"the-service-token" not in f.read()
-    runtime.stop(handle, grace=1)
-    _wait(runtime, handle)
-    runtime.remove(handle)
+    runtime.stop(run, grace=1)
+    _wait(runtime, run)
+    runtime.remove(run)
 
 
 def test_memory_limit_applies_to_the_child(runtime: ProcessRuntime, tmp_path: Path) -> None:
@@ -213,10 +213,10 @@ def test_memory_limit_applies_to_the_child(runtime: ProcessRuntime, tmp_path: Pa
             os._exit(5)
         os._exit(0)
 
-    handle = _start(runtime, tmp_path, allocate, mem_limit="400m")
-    assert _wait(runtime, handle).exit_code == 5
-    assert f"limit {400 * 1024**2}" in runtime.logs(handle)
-    runtime.remove(handle)
+    run = _start(runtime, tmp_path, allocate, mem_limit="400m")
+    assert _wait(runtime, run).exit_code == 5
+    assert f"limit {400 * 1024**2}" in runtime.logs(run)
+    runtime.remove(run)
 
 
 def test_zygote_death_fails_its_running_children_and_a_new_one_starts(
@@ -229,15 +229,15 @@ def test_zygote_death_fails_its_running_children_and_a_new_one_starts(
         print("pid", os.getpid(), flush=True)
         time.sleep(60)
 
-    handle = _start(runtime, tmp_path, sleeps)
-    _wait_for(lambda: "pid" in runtime.logs(handle))
+    run = _start(runtime, tmp_path, sleeps)
+    _wait_for(lambda: "pid" in runtime.logs(run))
     assert runtime.zygote is not None
     first = runtime.zygote.pid
     os.kill(first, signal.SIGKILL)
-    with pytest.raises(RuntimeError_, match="zygote"):
-        _wait(runtime, handle)
-    _wait_for(lambda: _gone(int(handle.ref)))  # not left running unsupervised
-    runtime.remove(handle)
+    with pytest.raises(RuntimeFailure, match="zygote"):
+        _wait(runtime, run)
+    _wait_for(lambda: _gone(int(run.ref)))  # not left running unsupervised
+    runtime.remove(run)
 
     def parent() -> None:
         print("parent", os.getppid(), flush=True)
