@@ -26,11 +26,11 @@ from server_ext.service.runtimes.base import ExitInfo, RunningRef, RunSpec, Runt
 from server_ext.service.runtimes.process import ENV_SERVICE, ProcessRuntime
 from server_ext.service.runtimes.zygote import (
     SLOT_BYTES,
-    EnvironSlot,
     Zygote,
     exit_code,
     fresh_start_differs,
 )
+from server_ext.service.runtimes.zygote_main import EnvironSlot
 
 FUNC_IMAGE = "abaco-nb/py3-func:latest"
 

@@ -1,0 +1,285 @@
+"""The zygote program: the pre-started Python that forks one process per executor execution.
+
+``Zygote`` in :mod:`.zygote` (the service's side) starts it as ``python -m
+server_ext.service.runtimes.zygote_main FD`` and speaks the protocol described there. This is the one
+module of ``server_ext.service`` that imports ``abaco_nb`` (its function runner, preloaded so each fork
+starts warm): it runs in its own interpreter, never inside the service, the way ``images.py`` copies the
+in-container modules as files instead of importing them.
+
+Each child, before running anything: writes its environment marker into the slot (see
+:class:`EnvironSlot`), calls ``setsid``, ``chdir``, sends stdin to ``/dev/null`` and stdout/stderr to the
+execution's log, replaces ``os.environ`` entirely with the execution's environment, applies the memory
+limit as ``RLIMIT_AS``, then runs ``abaco_nb.func_runner.main()`` and exits the way ``sys.exit(main())``
+would (non-daemon threads joined, ``atexit`` run, stdio flushed), but without tearing the inherited
+interpreter down object by object (that costs ~17 ms, more than the fork saved is worth losing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from .zygote import SLOT_NAME, send_line
+
+PRELOAD = ("cloudpickle", "abaco_nb.func_runner", "abaco_nb.actors")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The environment slot: how a forked child shows its own marker in /proc/PID/environ
+# ---------------------------------------------------------------------------------------------------------
+
+
+class EnvironSlot:
+    """``/proc/PID/environ`` shows the environment block a process was *exec'ed* with, whatever
+    ``os.environ`` says later, so a forked child would show the zygote's. The service finds its
+    processes after a crash by the marker in that block (``ProcessRuntime.find_leftovers``). The zygote
+    is started with ``ABACO_NB_ZYGOTE_SLOT=xxx...`` reserved in it; a child overwrites that entry, in its
+    own copy of the memory, with its marker entries (NUL-separated, padded with NULs)."""
+
+    def __init__(self, address: int, size: int) -> None:
+        self.address = address
+        self.size = size
+
+    @classmethod
+    def find(cls) -> EnvironSlot:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        env_start = int(fields[47])  # field 50 of proc(5); fields[0] is field 3
+        with open("/proc/self/environ", "rb") as f:
+            block = f.read()
+        entry = SLOT_NAME.encode() + b"="
+        at = 0 if block.startswith(entry) else block.find(b"\0" + entry) + 1
+        if not block.startswith(entry, at):
+            raise OSError(f"{SLOT_NAME} is not in this process's environment block")
+        return cls(env_start + at, block.index(b"\0", at) - at)
+
+    @staticmethod
+    def render(entries: list[str], size: int) -> bytes | None:
+        """The slot's new bytes (``NAME=value`` entries, NUL-padded), or None when they do not fit."""
+        data = b"".join(e.encode("utf-8", "surrogateescape") + b"\0" for e in entries)
+        return data.ljust(size, b"\0") if len(data) <= size else None
+
+    def write(self, data: bytes) -> None:
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(self.address)
+            mem.write(data)
+
+    def check(self) -> None:
+        """Prove on the zygote itself that a rewrite shows in /proc/self/environ, then restore it."""
+        probe = self.render([f"{SLOT_NAME}_PROBE=1"], self.size)
+        assert probe is not None
+        with open("/proc/self/mem", "rb", buffering=0) as mem:
+            mem.seek(self.address)
+            original = mem.read(self.size)
+        self.write(probe)
+        with open("/proc/self/environ", "rb") as f:
+            seen = f"{SLOT_NAME}_PROBE=1".encode() in f.read().split(b"\0")
+        self.write(original)
+        if not seen:
+            raise OSError("rewriting the environment block does not show in /proc/self/environ")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The zygote process
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _close_inherited_fds() -> None:
+    """Close every descriptor above stderr (the control socket, the wake-up pipe, the selector), as
+    ``Popen(close_fds=True)`` would."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _wind_down() -> None:
+    """What ``sys.exit`` does that matters to the program: join non-daemon threads, run ``atexit``
+    handlers, flush stdio; not the object-by-object teardown of the interpreter."""
+    import atexit
+
+    shutdown = getattr(sys.modules.get("threading"), "_shutdown", None)
+    try:
+        if shutdown is not None:
+            shutdown()
+        atexit._run_exitfuncs()
+    except BaseException:
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def _exit_status_of(exc: SystemExit) -> int:
+    """``sys.exit(x)`` semantics: None is 0, an int is itself, anything else is printed and is 1."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _child(request: dict[str, Any], slot: EnvironSlot, marker: bytes, zygote_pid: int) -> None:
+    """Runs in the forked child: become the execution's process, run the function runner, exit."""
+    code = 1
+    try:
+        slot.write(marker)  # first, so a service restarted from here on finds this process
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()
+        os.chdir(request["cwd"])
+        null = os.open(os.devnull, os.O_RDONLY)
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT, 0o644)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        _close_inherited_fds()
+        os.environ.clear()
+        os.environ.update(request["env"])
+        if request.get("mem"):
+            import resource
+
+            try:
+                resource.setrlimit(resource.RLIMIT_AS, (request["mem"], request["mem"]))
+            except (OSError, ValueError):
+                pass
+        if os.getppid() != zygote_pid:  # the zygote died before the service heard of this child
+            os._exit(1)
+        from abaco_nb import func_runner
+
+        sys.argv = [func_runner.__file__]  # as ``python -m abaco_nb.func_runner`` in this directory
+        sys.path[0] = os.getcwd()
+        sys.modules["__main__"] = func_runner
+        try:
+            result = func_runner.main()
+            code = result if isinstance(result, int) else _exit_status_of(SystemExit(result))
+        except SystemExit as exc:
+            code = _exit_status_of(exc)
+        except KeyboardInterrupt:  # a fresh interpreter reports it by dying of SIGINT
+            sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+            _wind_down()
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+            os._exit(128 + signal.SIGINT)
+        except BaseException:
+            sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+            code = 1
+    except BaseException as exc:  # the set-up failed: say why in the log when it is open
+        try:
+            os.write(2, f"abaco-nb zygote: could not start the execution: {exc!r}\n".encode())
+        except OSError:
+            pass
+        os._exit(1)
+    _wind_down()
+    os._exit(code & 0xFF)
+
+
+class _ZygoteLoop:
+    """The zygote's single-threaded loop: spawn requests in, spawned/exited reports out."""
+
+    def __init__(self, sock: socket.socket, slot: EnvironSlot) -> None:
+        self.sock = sock
+        self.slot = slot
+        self.children: dict[int, str] = {}  # pid -> execution id
+        self.pid = os.getpid()
+
+    def spawn(self, request: dict[str, Any]) -> None:
+        eid = str(request["id"])
+        marker = self.slot.render(
+            [f"{n}={request['env'][n]}" for n in request.get("mark", [])], self.slot.size
+        )
+        if marker is None:
+            send_line(self.sock, {"op": "failed", "id": eid, "error": "the environment marker is too long"})
+            return
+        for stream in (sys.stdout, sys.stderr):  # nothing buffered may be written twice
+            stream.flush()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            send_line(self.sock, {"op": "failed", "id": eid, "error": f"fork failed: {exc}"})
+            return
+        if pid == 0:
+            _child(request, self.slot, marker, self.pid)
+        self.children[pid] = eid
+        send_line(self.sock, {"op": "spawned", "id": eid, "pid": pid})
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            eid = self.children.pop(pid, None)
+            if eid is not None:
+                send_line(self.sock, {
+                    "op": "exited", "id": eid, "pid": pid, "status": status, "at": time.time(),
+                    "cpu": int((usage.ru_utime + usage.ru_stime) * 1e9),
+                    "io": int(usage.ru_inblock + usage.ru_oublock) * 512,
+                })  # fmt: skip
+
+    def run(self) -> int:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        selector = selectors.DefaultSelector()
+        selector.register(self.sock, selectors.EVENT_READ)
+        selector.register(wake_r, selectors.EVENT_READ)
+        send_line(self.sock, {"op": "ready", "pid": self.pid})
+        pending: list[bytes] = []  # the start of a request still arriving (an environment can be large)
+        while True:
+            for key, _ in selector.select():
+                if key.fileobj is self.sock:
+                    data = self.sock.recv(1 << 20)
+                    if not data:
+                        return 0  # the service is gone; running children live on in their sessions
+                    pending.append(data)
+                    if b"\n" not in data:
+                        continue
+                    *lines, rest = b"".join(pending).split(b"\n")
+                    pending = [rest]
+                    for line in lines:
+                        request = json.loads(line)
+                        if request.get("op") == "spawn":
+                            self.spawn(request)
+                else:
+                    try:
+                        while os.read(wake_r, 512):
+                            pass
+                    except BlockingIOError:
+                        pass
+            self.reap()
+
+
+def main(fd: int) -> int:
+    """Entry point of the zygote process: check the slot, import, freeze, answer ready, serve."""
+    import gc
+    import importlib
+
+    sock = socket.socket(fileno=fd)
+    slot = EnvironSlot.find()
+    slot.check()
+    for name in PRELOAD:
+        importlib.import_module(name)
+    gc.collect()
+    gc.freeze()  # children's collections then leave the inherited objects (and their pages) alone
+    return _ZygoteLoop(sock, slot).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(int(sys.argv[1])))
