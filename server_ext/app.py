@@ -110,6 +110,11 @@ class AbacoApp(ExtensionApp):
     container_network = Bool(
         _DEFAULTS.container_network, config=True, help="Give actor containers a network (off by default)."
     )
+    allow_privileged = Bool(
+        False,
+        config=True,
+        help="Accept privileged actors (the Docker socket: root on the host). Off by default.",
+    )
     sync_timeout = Float(
         _DEFAULTS.sync_timeout, config=True, help="Seconds a synchronous message may block its request."
     )
@@ -183,6 +188,7 @@ class AbacoApp(ExtensionApp):
             default_max_cpus=self.default_max_cpus,
             max_workers_per_actor=self.max_workers_per_actor,
             container_network=self.container_network,
+            allow_privileged=self.allow_privileged,
             sync_timeout=self.sync_timeout,
             executor_idle_seconds=self.executor_idle_seconds,
             max_body_bytes=self.max_body_bytes,

@@ -26,6 +26,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.max_workers_per_actor is not None:
         config.max_workers_per_actor = args.max_workers_per_actor
     config.container_network = args.container_network
+    config.allow_privileged = args.allow_privileged
     if args.cron_interval is not None:
         config.cron_interval = args.cron_interval
     serve(config, args.host, args.port, args.token, args.connection_file)
@@ -67,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument(
         "--container-network", action="store_true", help="give actor containers a network (default: none)"
+    )
+    serve.add_argument(
+        "--allow-privileged",
+        action="store_true",
+        help="accept privileged actors from the service token: they get the Docker socket, root on the host",
     )
     serve.add_argument("--cron-interval", type=float, help="seconds between cron passes (default 50)")
     serve.add_argument("--connection-file", help="where to write url and token (mode 0600)")

@@ -14,15 +14,17 @@ the storing and ``api_access`` the routes.
 
 from __future__ import annotations
 
+import secrets
 import string
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import AbacoError, Forbidden
-from .ids import display_time, is_id, new_id
+from .ids import display_time, is_id
 from .models import parse_int, parse_str
 
-TENANT = "LOCAL"  # the single tenant of an embedded service; nonce ids are "<TENANT>_<hashid>"
+TENANT = "LOCAL"  # the single tenant of an embedded service; nonce ids are "<TENANT>_<random>"
+NONCE_BYTES = 24  # a nonce id is a bearer capability: 192 random bits (at least 128), never a timestamp
 NONE, READ, EXECUTE, UPDATE = "NONE", "READ", "EXECUTE", "UPDATE"
 LEVELS = (NONE, READ, EXECUTE, UPDATE)  # in increasing order
 ALIAS_NONCE_LEVELS = (NONE, READ, EXECUTE)  # an alias nonce cannot be UPDATE (Abaco §1.3 row 33)
@@ -161,14 +163,16 @@ class Nonce:
         """The identifier a request's path must carry: the alias for an alias nonce, else the actor id."""
         return self.alias if self.alias is not None else str(self.actor_id)
 
-    def display(self, api_server: str) -> dict[str, Any]:
+    def display(self, api_server: str, *, reveal: bool = True) -> dict[str, Any]:
         """Abaco's Nonce object (§1.9). ``last_use_time`` is the string "None" until the first use, as
-        Abaco shows it (Abaco's suite asserts it is truthy)."""
+        Abaco shows it (Abaco's suite asserts it is truthy). ``reveal``: the id (the capability itself)
+        is shown to the nonce's owner only; anyone else sees null."""
         base = f"{api_server}/actors/" + (
             f"aliases/{self.alias}" if self.alias is not None else str(self.actor_id)
         )
+        shown_id = self.id if reveal else None
         return {
-            "id": self.id,
+            "id": shown_id,
             "actor_id": self.actor_id,
             "alias": self.alias,
             "owner": self.owner,
@@ -182,7 +186,7 @@ class Nonce:
             "last_use_time": display_time(self.last_use_time) if self.last_use_time is not None else "None",
             "api_server": api_server,
             "_links": {
-                "self": f"{base}/nonces/{self.id}",
+                "self": f"{base}/nonces/{shown_id}" if reveal else f"{base}/nonces",
                 "owner": f"{api_server}/profiles/{self.owner}",
                 "actor": base,
             },
@@ -202,7 +206,7 @@ def new_nonce(
         raise AbacoError(f"Invalid max_uses: {max_uses}; use a positive number, or -1 for unlimited.")
     description = body.get("description") or ""
     return Nonce(
-        id=f"{TENANT}_{new_id()}",
+        id=f"{TENANT}_{secrets.token_urlsafe(NONCE_BYTES)}",
         owner=owner,
         level=level,
         max_uses=max_uses,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from . import privilege
 from .access_rules import required_level
 from .errors import AbacoError, Forbidden, MethodNotAllowed, NotFound
 from .models import COMPLETE, ERROR, Actor, Execution, parse_int, to_camel
@@ -46,6 +47,17 @@ class Principal:
     user: str
     scope: Scope | None = None
     nonce: str | None = None
+    host: bool = True  # the service token (or Jupyter's own user): may set ``local:`` and privileged
+
+    @property
+    def limited(self) -> bool:
+        """A nonce or an execution token: never grows (``privilege``)."""
+        return self.nonce is not None or self.scope is not None
+
+    @property
+    def host_caller(self) -> bool:
+        """May register what runs on the host: ``local:`` images, ``privileged`` actors."""
+        return self.host and not self.limited
 
 
 @dataclass
@@ -201,6 +213,8 @@ class Api:
                 name not in _SCOPED_ALLOWED or params.get("actor_id") != principal.scope.actor_id
             ):
                 raise Forbidden("actor")
+            if principal.limited:  # a nonce or an execution token never grows
+                privilege.check_operation(name, params, principal.nonce)
             handler: Handler = getattr(Api, "_" + target) if isinstance(target, str) else target
             if request.method == "GET" and name in IMPLICIT_SEARCH and is_search(request.query):
                 handler = IMPLICIT_SEARCH[name]  # Abaco: any other query key makes a list a search
@@ -257,7 +271,9 @@ class Api:
         return self._ok(request, actors, "Actors retrieved successfully.")
 
     def _register(self, request: Request, params: dict[str, str]) -> Response:
-        actor = self.service.register(self._body(request, allow_empty=False), self._user(request))
+        assert request.principal is not None
+        body = self._body(request, allow_empty=False)
+        actor = self.service.register(body, self._user(request), host_caller=request.principal.host_caller)
         return self._ok(request, self._actor_view(request, actor), "Actor created successfully.")
 
     def _get_actor(self, request: Request, params: dict[str, str]) -> Response:
@@ -265,7 +281,11 @@ class Api:
         return self._ok(request, self._actor_view(request, actor), "Actor retrieved successfully.")
 
     def _update_actor(self, request: Request, params: dict[str, str]) -> Response:
-        actor = self.service.update(params["actor_id"], self._body(request, allow_empty=False))
+        assert request.principal is not None
+        actor = self.service.update(
+            params["actor_id"], self._body(request, allow_empty=False),
+            limited=request.principal.limited, host_caller=request.principal.host_caller,
+        )  # fmt: skip
         return self._ok(request, self._actor_view(request, actor), "Actor updated successfully.")
 
     def _delete_actor(self, request: Request, params: dict[str, str]) -> Response:

@@ -21,7 +21,11 @@ def _alias_view(api: Api, request: Request, alias: Alias) -> dict[str, object]:
 
 
 def _nonce_view(api: Api, request: Request, nonce: Nonce) -> dict[str, object]:
-    return nonce.display(api._api_server(request))
+    """A nonce's id is the capability: shown to its owner only, never to a nonce or execution token."""
+    principal = request.principal
+    owner = principal is not None and not principal.limited and principal.user == nonce.owner
+    reveal = owner or (principal is not None and principal.nonce == nonce.id)  # it knows itself
+    return nonce.display(api._api_server(request), reveal=reveal)
 
 
 def _permissions(result: dict[str, str], message: str) -> Response:

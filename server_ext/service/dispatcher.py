@@ -326,7 +326,7 @@ class Dispatcher:
             results_socket=collector.path, api_socket=api_socket,
             mem_limit=actor.reg.mem_limit or self.config.default_mem_limit,
             max_cpus=actor.reg.max_cpus or self.config.default_max_cpus,
-            network=self.config.container_network, privileged=actor.reg.privileged,
+            network=self.config.container_network, privileged=actor.reg.privileged and self.config.allow_privileged,
         )  # fmt: skip
         try:
             try:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from . import environment
 from .cron import CRON_EXECUTOR
 from .errors import AbacoError, TooLarge
 from .models import COMPLETE, ERROR, Actor, Execution
@@ -20,9 +21,8 @@ from .models import COMPLETE, ERROR, Actor, Execution
 CT_STR, CT_JSON, CT_BINARY = "str", "application/json", "application/octet-stream"
 LOG_LIMIT = 1_000_000
 LOG_TRUNCATED = " LOG LIMIT EXCEEDED; this execution log was TRUNCATED!"
-# Every other query parameter becomes an environment variable (Abaco §2.3). Unlike Abaco we keep the
-# credentials out: ``token`` (our service token) and ``x-nonce`` must not reach a container.
-RESERVED_QUERY = {"message", "token", "x-nonce"}
+# Query parameters become environment variables (Abaco §2.3) under the one rule of ``environment``:
+# never the credentials (``token``, ``x-nonce``), nor a name a loader, interpreter or shell acts on.
 
 
 @dataclass
@@ -83,8 +83,10 @@ def classify_message(
 
 
 def query_environment(query: dict[str, list[str]]) -> dict[str, str]:
-    """Every query parameter except ``message`` becomes an environment variable (Abaco §2.3)."""
-    return {k: v[-1] for k, v in query.items() if k not in RESERVED_QUERY}
+    """Query parameters become environment variables (Abaco §2.3), except the ones the service reads
+    itself (``message``, credentials, ``_abaco_synchronous``, ``_abaco_nb_timeout``); a name the
+    ``environment`` rule refuses is a 400 naming it."""
+    return environment.from_query(query)
 
 
 def msg_value(message_type: str, value: Any) -> str | None:
@@ -112,8 +114,8 @@ def execution_environment(
     set, because the SDKs read ``_abaco_Content-Type`` and Abaco sets ``_abaco_Content_Type``.
     ``actor_configs``: ``{name: value}`` of the configs listing this actor, secrets decrypted (the
     dispatcher gathers them); ``_actor_configs`` is its ``str()``, as Abaco sets it."""
-    env: dict[str, str] = dict(actor.reg.default_environment)
-    env.update(execution.environment)
+    env = environment.only_allowed(actor.reg.default_environment, settings=True)  # older data: dropped
+    env.update(environment.only_allowed(execution.environment))
     env.update(
         {
             "_abaco_execution_id": execution.id,

@@ -12,6 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from . import environment
 from .errors import AbacoError
 from .ids import display_time
 
@@ -134,7 +135,9 @@ def parse_registration(body: Any, *, is_update: bool = False) -> Registration:
     if env is not None:
         if not isinstance(env, dict):
             raise AbacoError("Invalid default_environment: expected a JSON object of names to values.")
-        reg.default_environment = {str(k): v if isinstance(v, str) else str(v) for k, v in env.items()}
+        reg.default_environment = environment.check_default_environment(
+            {str(k): v if isinstance(v, str) else str(v) for k, v in env.items()}
+        )
     for name in ("stateless", "privileged", "use_container_uid", "run_as_executor", "token", "cron_on"):
         if data.get(name) is not None:
             setattr(reg, name, parse_bool(data[name], name))

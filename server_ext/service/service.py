@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
-from . import engine
+from . import engine, privilege
 from .access_control import Access
 from .actor_configs import ActorConfigs
 from .automation import Automation
@@ -176,8 +176,12 @@ class Service:
         if check.ok:
             self.dispatcher.notify(actor_id)
 
-    def register(self, body: Any, owner: str) -> Actor:
+    def register(self, body: Any, owner: str, *, host_caller: bool = True) -> Actor:
+        """``host_caller``: the service token, the only caller that may set ``local:``/privileged."""
         reg = parse_registration(body)
+        privilege.check_host_fields(
+            reg, host_caller=host_caller, allow_privileged=self.config.allow_privileged
+        )
         t = now()
         actor = Actor(id=new_id(), owner=owner, reg=reg, create_time=t, last_update_time=t)
         actor.cron_next_ex = self.automation.check(None, reg, body)  # link, webhook, cron_schedule
@@ -195,7 +199,7 @@ class Service:
     def list_actors(self) -> list[Actor]:
         return self.store.list_actors()
 
-    def update(self, actor_id: str, body: Any) -> Actor:
+    def update(self, actor_id: str, body: Any, *, limited: bool = False, host_caller: bool = True) -> Actor:
         """PUT: full replacement; ``name`` and ``owner`` are kept; a new image or ``force`` makes a new
         revision whose image is checked (pulled) again, and the old workers are replaced."""
         actor = self.get_actor(actor_id)
@@ -205,6 +209,12 @@ class Service:
             if raw_force is not None:
                 force = parse_bool(raw_force, "force")
         reg = parse_registration(body, is_update=True)
+        if limited:  # a nonce keeps what runs and its limits as they are
+            reg = privilege.keep_protected(actor.reg, reg, body)
+        elif reg.image != actor.reg.image or reg.privileged != actor.reg.privileged:
+            privilege.check_host_fields(
+                reg, host_caller=host_caller, allow_privileged=self.config.allow_privileged
+            )
         if not actor.reg.stateless and reg.stateless:
             raise AbacoError("Invalid actor description: a stateful actor cannot be made stateless "
                              "(send \"stateless\": false on every PUT of a stateful actor).")  # fmt: skip
@@ -244,7 +254,7 @@ class Service:
         actor = self.get_actor(actor_id)
         message = engine.classify_message(content_type, body, query, self.config.max_body_bytes)
         environment = engine.query_environment(query)
-        timeout = environment.pop("_abaco_nb_timeout", None)
+        timeout = (query.get("_abaco_nb_timeout") or [""])[-1]
         execution = Execution(
             id=new_id(), actor_id=actor.id, executor=sender, status=SUBMITTED, message_received_time=now(),
             content_type=message.content_type, message=message.value, environment=environment,
