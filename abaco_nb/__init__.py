@@ -3,6 +3,10 @@
 ``from abaco_nb import connect, Client, AbacoExecutor``; ``%load_ext abaco_nb`` for the magics.
 Names are imported lazily so that importing the package (e.g. inside an executor image, where only
 ``actors`` and ``func_runner`` exist) costs nothing and needs no third-party package.
+
+``connect`` lives in ``abaco_nb.connection``: a submodule named ``connect`` would replace the function
+on the package the moment it is imported (``from abaco_nb import connect; connect()`` then called a
+module), so no submodule carries that name.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Client": ("abaco_nb.client", "Client"),
     "AbacoAPIError": ("abaco_nb.client", "AbacoAPIError"),
-    "connect": ("abaco_nb.connect", "connect"),
+    "connect": ("abaco_nb.connection", "connect"),
     "AbacoExecutor": ("abaco_nb.executor", "AbacoExecutor"),
     "AbacoAsyncResponse": ("abaco_nb.executor", "AbacoAsyncResponse"),
 }

@@ -27,7 +27,7 @@ def main(runtime: str = "auto") -> int:
 
     import cloudpickle
 
-    from .connect import connect
+    from .connection import connect
     from .executor import AbacoExecutor
 
     # f and square live in this module, which the executor image does not have: send them by value,

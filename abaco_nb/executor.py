@@ -234,7 +234,7 @@ def _default_client() -> Client:
     import importlib
 
     try:
-        connect = importlib.import_module(".connect", __package__).connect
+        connect = importlib.import_module(".connection", __package__).connect
     except (ImportError, AttributeError):  # connect() not available: the environment alone
         url = os.environ.get("ABACO_NB_URL")
         if url:

@@ -26,6 +26,23 @@ STATUS_COLOURS = {
     "SHUTDOWN_REQUESTED": "#ef6c00",
     "ERROR": "#c62828",
 }
+# An ended execution's outcome -> colour: COMPLETE with exit code 1 did not succeed, whatever Abaco calls it.
+OUTCOME_COLOURS = {
+    "ok": "#2e7d32",
+    "failed": "#c62828",
+    "oom": "#6a1b9a",
+    "error": "#c62828",
+    "cancelled": "#757575",
+    "running": "#1565c0",
+    "queued": "#757575",
+}
+# Colours that read on JupyterLab's light and dark themes alike: its CSS variables, with fallbacks for
+# pages without them (nbviewer, the dashboard page).
+TEXT = "var(--jp-content-font-color1, inherit)"
+MUTED = "var(--jp-content-font-color2, #757575)"
+PANEL = "var(--jp-layout-color2, rgba(128, 128, 128, 0.12))"
+BORDER = "var(--jp-border-color2, rgba(128, 128, 128, 0.35))"
+CODE_FONT = "var(--jp-code-font-family, monospace)"
 
 
 def _snake(name: str) -> str:
@@ -37,13 +54,58 @@ def _camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
-def status_badge(status: Any) -> str:
-    """A status as a small coloured label (HTML)."""
-    text = html.escape(str(status or ""))
-    colour = STATUS_COLOURS.get(str(status), "#424242")
+def _get(record: dict[str, Any], name: str) -> Any:
+    for key in (name, _camel(name)):
+        if key in record:
+            return record[key]
+    return None
+
+
+def outcome(record: dict[str, Any]) -> str:
+    """What happened to an execution, beyond Abaco's status: ``ok``, ``failed`` (a non-zero exit code),
+    ``oom`` (killed for memory), ``error``, ``cancelled``, ``running`` or ``queued``."""
+    status = str(record.get("status") or "")
+    state = _get(record, "final_state") or {}
+    code = _get(record, "exit_code")
+    message = str(_get(record, "status_message") or "")
+    if status in ("SUBMITTED", "REQUESTED", "QUEUED", ""):
+        return "queued"
+    if status == "RUNNING":
+        return "running"
+    if isinstance(state, dict) and state.get("OOMKilled"):
+        return "oom"
+    if "ancel" in message or "orce quit" in message:
+        return "cancelled"
+    if status == "ERROR":
+        return "error"
+    if code not in (None, 0, "0"):
+        return "failed"
+    return "ok"
+
+
+def status_badge(status: Any, record: dict[str, Any] | None = None) -> str:
+    """A status as a small coloured label (HTML). With the execution ``record``, the colour and text say
+    the outcome: ``COMPLETE · exit 1`` in red, ``OOM · exit 137``, ``CANCELLED``."""
+    text = str(status or "")
+    colour = STATUS_COLOURS.get(text, "#424242")
+    kind = text.lower()
+    classes = f"abaco-status abaco-status-{html.escape(kind.replace(' ', '-'))}"
+    if record is not None and text in ("COMPLETE", "ERROR"):
+        kind = outcome(record)
+        colour = OUTCOME_COLOURS[kind]
+        code = _get(record, "exit_code")
+        if kind == "oom":
+            text = f"OOM · exit {code}" if code is not None else "OOM"
+        elif kind == "cancelled":
+            text = "CANCELLED"
+        elif kind in ("failed", "error") and code not in (None, 0, "0"):
+            text = f"{text} · exit {code}"
+        classes += f" abaco-outcome-{kind}"
+    safe = html.escape(text)
     return (
-        f"<span class='abaco-status abaco-status-{text.lower()}' style='color:white;background:{colour};"
-        f"padding:1px 6px;border-radius:8px;font-size:85%'>{text}</span>"
+        f"<span class='{classes}' "
+        f"style='color:white;background:{colour};padding:1px 6px;border-radius:8px;font-size:85%;"
+        f"white-space:nowrap'>{safe}</span>"
     )
 
 
@@ -103,9 +165,9 @@ def _short(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _cell(key: str, value: Any) -> str:
+def _cell(key: str, value: Any, record: dict[str, Any] | None = None) -> str:
     if key == "status":
-        return status_badge(value)
+        return status_badge(value, record)
     return html.escape(_short(value))
 
 
@@ -150,7 +212,7 @@ class Execution(Record):
         return (
             "<div class='abaco-execution'>"
             f"<b>Execution</b> <code>{html.escape(str(self.get('id')))}</code> "
-            f"{status_badge(self.get('status'))}"
+            f"{status_badge(self.get('status'), self)}"
             + (f" exit code <b>{html.escape(str(code))}</b>" if code is not None else "")
             + (f" · {secs:.2f} s" if secs is not None else "")
             + (
@@ -228,7 +290,7 @@ class RecordList(list[Any]):
         if value is None:
             return ""
         if column == "status":
-            return status_badge(value)
+            return status_badge(value, item if isinstance(item, Execution) else None)
         if column in ("id", "execution_id", "image"):
             return f"<code>{html.escape(str(value))}</code>"
         return html.escape(_short(value, 80))

@@ -9,7 +9,7 @@ bad arguments, an unknown actor, a refused request, an unreachable service — b
 from __future__ import annotations
 
 import argparse
-import os
+import difflib
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -21,12 +21,15 @@ from ..records import ActorList, Execution, ExecutionList, MessageReceipt, Worke
 from . import access, cell_actor, configs, sweep
 from .display import Finished, HelpText, Logs, Notice, State
 from .parsing import (
+    MAP_FLAGS,
+    MAP_VALUED,
     HelpRequested,
     MagicError,
     MagicParser,
     build_parser,
     key_values,
     message_value,
+    split_assignments,
     split_line,
     usage,
 )
@@ -34,7 +37,7 @@ from .parsing import (
 if TYPE_CHECKING:
     from ..client import Client
 
-TERMINAL = ("COMPLETE", "ERROR")
+TERMINAL = ("COMPLETE", "ERROR")  # Abaco's ended statuses
 
 
 @magics_class
@@ -72,22 +75,24 @@ class AbacoMagics(Magics):
         argv = split_line(line)
         if not argv:
             return HelpText(usage(self.parser))
-        args = self.parser.parse_args(argv)
+        args = self.parser.parse_command(argv)
         return getattr(self, f"_cmd_{args.command}")(args)
 
     def _cell(self, line: str, cell: str) -> Any:
         argv = split_line(line)
         kind = argv[0] if argv else ""
         if kind == "send":
-            args = self.parser.parse_args(argv)
+            args = self.parser.parse_command(argv)
             args.message = cell if args.string else cell.strip("\n")
             return self._cmd_send(args, cell=True)
         if kind == "actor":
-            return self._cell_actor(self._actor_cell_parser().parse_args(argv[1:]), cell)
+            return self._cell_actor(self._actor_cell_parser().parse_intermixed_args(argv[1:]), cell)
         if kind == "map":
-            return self._cell_map(self._map_parser().parse_args(argv[1:]), cell)
+            return self._cell_map(line.strip()[len("map") :], cell)
+        near = difflib.get_close_matches(kind, ["send", "actor", "map"], n=1, cutoff=0.5)
+        hint = f"did you mean %%abaco {near[0]}? " if near else ""
         raise MagicError(
-            "cell magics are %%abaco send ACTOR, %%abaco actor NAME and %%abaco map (see %abaco help)"
+            f"{hint}cell magics are %%abaco send ACTOR, %%abaco actor NAME and %%abaco map (see %abaco help cell)"
         )
 
     # -- connection and names -----------------------------------------------------------------------
@@ -95,35 +100,41 @@ class AbacoMagics(Magics):
     def get_client(self) -> Client:
         """The connected client; on first use, ``abaco_nb.connect()`` finds or starts a service."""
         if self.client is None:
-            try:
-                from ..connect import connect
-            except ImportError:
-                url = os.environ.get("ABACO_NB_URL")
-                if not url:
-                    raise MagicError("not connected: %abaco connect URL --token TOKEN") from None
-                from ..client import Client
+            from ..connection import connect
 
-                self.client = Client(url, os.environ.get("ABACO_NB_TOKEN"))
-                self.client.how = "from ABACO_NB_URL"
-            else:
-                self.client = connect()
+            self.client = connect()
         return self.client
 
     def resolve(self, ref: str) -> str:
         """An actor id from an id or a name. Ids win; names need not be unique in Abaco, so a name shared
-        by several actors means the newest (re-running a notebook's register cell then does the obvious)."""
+        by several actors means the newest, and the magic says so on stderr (naming the others), so a
+        second actor of that name never goes unnoticed."""
         actors = self.get_client().actors()
         self._remember(actors)
         if any(a.get("id") == ref for a in actors):
             return ref
-        named = sorted(
-            (a for a in actors if a.get("name") == ref), key=lambda a: str(a.field("create_time") or "")
-        )
+        named = self.named(ref, actors)
         if named:
+            if len(named) > 1:
+                others = ", ".join(str(a["id"]) for a in named[:-1])
+                print(
+                    f"abaco: {len(named)} actors are named {ref!r}; using the newest, {named[-1]['id']} "
+                    f"(the others: {others}; use an id to pick one)",
+                    file=sys.stderr,
+                )
             return str(named[-1]["id"])
         if access.is_alias(self.get_client(), ref):
             return ref  # the service resolves an alias wherever an actor id goes
         raise MagicError(f"no actor with id or name {ref!r} (%abaco actors lists them)")
+
+    @staticmethod
+    def named(name: str | None, actors: list[Any]) -> list[Any]:
+        """The actors called ``name``, oldest first."""
+        if not name:
+            return []
+        return sorted(
+            (a for a in actors if a.get("name") == name), key=lambda a: str(a.field("create_time") or "")
+        )
 
     def _remember(self, actors: list[Any]) -> None:
         self._names = (time.monotonic(), [(str(a.get("id")), str(a.get("name") or "")) for a in actors])
@@ -170,24 +181,62 @@ class AbacoMagics(Magics):
         return self.get_client().actor(self.resolve(args.actor))
 
     def _cmd_register(self, args: argparse.Namespace) -> Any:
+        """Register, or (when an actor of that name exists and ``--new`` is absent) reuse it: re-running
+        a notebook's register cell must not create a second ``test``. The existing actor is updated when
+        what the line asks for differs (image, environment, statefulness...), and a line on stderr says
+        which happened."""
         client = self.get_client()
+        env = key_values(args.env, "-e")
         fields: dict[str, Any] = {"force": True} if args.force else {}
-        actor = client.register(
-            args.image,
-            args.name,
-            description=args.description,
-            default_environment=key_values(args.env, "-e"),
-            stateless=not args.stateful,
-            max_workers=args.max_workers,
-            **fields,
-        )
+        existing = [] if args.new else self.named(args.name, client.actors())
+        if existing:
+            current = existing[-1]
+            wanted = {"image": args.image, "stateless": not args.stateful, "default_environment": env,
+                      "description": args.description or "", "max_workers": args.max_workers}  # fmt: skip
+            changed = [
+                k for k, v in wanted.items() if v is not None and (current.field(k) or None) != (v or None)
+            ]
+            if changed or args.force:
+                actor = client.update(
+                    str(current["id"]), args.image, stateless=not args.stateful, default_environment=env,
+                    description=args.description or "", force=args.force,
+                    **({"max_workers": args.max_workers} if args.max_workers is not None else {}),
+                )  # fmt: skip
+                what = f"updated it ({', '.join(changed) or 'force'})"
+            else:
+                actor, what = current, "it already matches this line"
+            print(f"abaco: reusing actor {current['id']} named {args.name!r}: {what}; --new registers "
+                  "another", file=sys.stderr)  # fmt: skip
+        else:
+            actor = client.register(
+                args.image,
+                args.name,
+                description=args.description,
+                default_environment=env,
+                stateless=not args.stateful,
+                max_workers=args.max_workers,
+                **fields,
+            )
         self._names = (0.0, self._names[1])
         if args.no_wait:
             return actor
-        actor = client.wait_until_ready(str(actor["id"]))
+        actor = self._ready(str(actor["id"]))
         if args.workers:
             client.add_workers(str(actor["id"]), args.workers)
         return actor
+
+    def _ready(self, actor_id: str) -> Any:
+        """Wait until READY; an actor that went ERROR is left for the user to inspect, with the two ways
+        out in the same line."""
+        from ..client import AbacoAPIError
+
+        try:
+            return self.get_client().wait_until_ready(actor_id)
+        except AbacoAPIError as exc:
+            raise MagicError(
+                f"{exc.message}. The actor stays in ERROR: fix the image and run "
+                f"`%abaco update {actor_id} IMAGE`, or remove it with `%abaco delete {actor_id}`"
+            ) from None
 
     def _cmd_update(self, args: argparse.Namespace) -> Any:
         client = self.get_client()
@@ -201,7 +250,7 @@ class AbacoMagics(Magics):
         if args.max_workers is not None:
             fields["max_workers"] = args.max_workers
         actor = client.update(actor_id, args.image or str(current["image"]), force=args.force, **fields)
-        return client.wait_until_ready(str(actor["id"]))
+        return self._ready(str(actor["id"]))
 
     def _cmd_delete(self, args: argparse.Namespace) -> Notice:
         actor_id = self.resolve(args.actor)
@@ -222,8 +271,8 @@ class AbacoMagics(Magics):
         if not args.wait:
             return receipt
         execution = self._wait(actor_id, receipt.execution_id, args.timeout)
-        return Finished(receipt, execution, Logs.of(client.logs(actor_id, receipt.execution_id), actor_id,
-                                                    receipt.execution_id))  # fmt: skip
+        logs = Logs.of(client.logs(actor_id, receipt.execution_id), actor_id, receipt.execution_id, client)
+        return Finished(receipt, execution, logs)
 
     def _wait(self, actor_id: str, execution_id: str, timeout: float) -> Execution:
         """Long-poll until the execution ends; Ctrl-C (or the timeout) returns it as it is."""
@@ -259,7 +308,7 @@ class AbacoMagics(Magics):
         actor_id = self.resolve(args.actor)
         execution_id = args.execution or self._latest(actor_id)
         if not args.follow:
-            return Logs.of(client.logs(actor_id, execution_id), actor_id, execution_id)
+            return Logs.of(client.logs(actor_id, execution_id), actor_id, execution_id, client)
         return self._follow(actor_id, execution_id)
 
     def _follow(self, actor_id: str, execution_id: str, interval: float = 0.5) -> Execution:
@@ -360,7 +409,7 @@ class AbacoMagics(Magics):
             actor = client.register(args.image, args.name, stateless=not args.stateful, default_environment=env,
                                     **fields)  # fmt: skip
         self._names = (0.0, self._names[1])
-        return client.wait_until_ready(str(actor["id"]))
+        return self._ready(str(actor["id"]))
 
     @staticmethod
     def _map_parser() -> MagicParser:
@@ -388,17 +437,26 @@ class AbacoMagics(Magics):
             self._executors[image] = AbacoExecutor(client=self.get_client(), image=image)
         return self._executors[image]
 
-    def _cell_map(self, args: argparse.Namespace, cell: str) -> sweep.Sweep:
+    def _cell_map(self, line: str, cell: str) -> sweep.Sweep:
+        """``%%abaco map a=range(10) b=[1, 2] --wait``: each value is any Python expression (the line is
+        split at ``NAME=`` and options, never inside brackets or strings)."""
+        pairs, options = split_assignments(line, MAP_FLAGS, MAP_VALUED)
+        if options.get("-h") or options.get("--help"):
+            raise HelpRequested(self._map_parser().format_help())
+        args = argparse.Namespace(
+            grid=options.get("--grid"), out=options.get("-o") or options.get("--out"),
+            wait=bool(options.get("--wait")), image=options.get("--image"),
+            no_progress=bool(options.get("--no-progress")),
+        )  # fmt: skip
+        if args.out and not str(args.out).isidentifier():
+            raise MagicError(f"-o needs a variable name, got {args.out!r}")
         axes: dict[str, Any] = {}
         if args.grid:
             value = self._evaluate(args.grid, "--grid")
             if not isinstance(value, dict):
                 raise MagicError("--grid must evaluate to a dict of {name: values}")
             axes.update(value)
-        for item in args.axes:
-            name, sep, expression = item.partition("=")
-            if not sep or not name.isidentifier():
-                raise MagicError(f"parameters are NAME=VALUES, got {item!r}")
+        for name, expression in pairs:
             axes[name] = self._evaluate(expression, name)
         if not axes:
             raise MagicError("%%abaco map needs at least one NAME=VALUES (e.g. x=range(10))")

@@ -10,31 +10,38 @@ import html
 import json
 from typing import Any
 
-from ..records import Execution, MessageReceipt
+from ..logtext import SHOWN_LINES, collapse, log_block
+from ..page import dashboard_link
+from ..records import PANEL, TEXT, Execution, MessageReceipt
 
 
 class Logs(str):
-    """An execution's logs: a string that displays as a scrolling monospace block."""
+    """An execution's logs: a string (all of it) that displays its last lines, the rest behind
+    "show all", with a link to the full log on the dashboard page."""
 
     actor_id: str = ""
     execution_id: str = ""
+    link: str = ""
 
     @classmethod
-    def of(cls, text: str, actor_id: str, execution_id: str) -> Logs:
+    def of(cls, text: str, actor_id: str, execution_id: str, client: Any = None) -> Logs:
         logs = cls(text)
         logs.actor_id, logs.execution_id = actor_id, execution_id
+        if client is not None:
+            logs.link = dashboard_link(client, "full log", actor=actor_id, execution=execution_id)
         return logs
 
     def __repr__(self) -> str:
-        return str(self) if self else f"(no logs for execution {self.execution_id})"
+        if not self:
+            return f"(no logs for execution {self.execution_id})"
+        tail, count = collapse(str(self))
+        if count <= SHOWN_LINES:
+            return str(self)
+        return f"… {count - SHOWN_LINES} earlier lines (the value holds all {count}) …\n{tail}"
 
     def _repr_html_(self) -> str:
         title = f"logs of execution <code>{html.escape(self.execution_id)}</code>"
-        body = html.escape(str(self)) if self else "<i>(empty)</i>"
-        return (
-            f"<div class='abaco-logs'><small>{title}</small><pre style='max-height:24em;overflow:auto;"
-            f"background:#f6f8fa;padding:6px'>{body}</pre></div>"
-        )
+        return log_block(str(self), title, self.link)
 
 
 class Notice(str):
@@ -54,7 +61,7 @@ class HelpText(str):
         return str(self)
 
     def _repr_html_(self) -> str:
-        return f"<pre class='abaco-help'>{html.escape(str(self))}</pre>"
+        return f"<pre class='abaco-help' style='color:{TEXT}'>{html.escape(str(self))}</pre>"
 
 
 class State:
@@ -77,7 +84,7 @@ class State:
         text = json.dumps(self.value, indent=2, default=str)
         return (
             f"<div class='abaco-state'><small>state of <code>{html.escape(self.actor_id)}</code></small>"
-            f"<pre>{html.escape(text)}</pre></div>"
+            f"<pre style='background:{PANEL};color:{TEXT};padding:6px'>{html.escape(text)}</pre></div>"
         )
 
 

@@ -8,7 +8,9 @@ argparse normally prints to stderr and calls ``sys.exit``; in a kernel that is a
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import re
 import shlex
 from typing import Any, NoReturn
 
@@ -22,10 +24,47 @@ class HelpRequested(Exception):
 
 
 class MagicParser(argparse.ArgumentParser):
-    """An ArgumentParser that raises instead of printing and exiting."""
+    """An ArgumentParser that raises instead of printing and exiting, and suggests the near option or
+    command when one is mistyped (``--wiat`` -> ``--wait``)."""
 
     def error(self, message: str) -> NoReturn:
-        raise MagicError(f"{self.prog}: {message} (see %abaco help {self.prog.split()[-1]})")
+        raise MagicError(f"{self.prog}: {message}{self._suggestion(message)} ({self.help_hint()})")
+
+    def help_hint(self) -> str:
+        """Where to read more: ``%abaco help send`` for a sub-command, ``%abaco help`` for the root."""
+        words = self.prog.split()
+        if self.prog.startswith("%%"):
+            return f"see %abaco help {words[-1]}"
+        return f"see %abaco help {words[1]}" if len(words) > 1 else "see %abaco help"
+
+    def _suggestion(self, message: str) -> str:
+        options = [o for a in self._actions for o in a.option_strings]
+        found = re.search(r"unrecognized arguments: (.+)$", message)
+        if found:
+            near = [difflib.get_close_matches(word.split("=")[0], options, n=1, cutoff=0.6)
+                    for word in found.group(1).split() if word.startswith("-")]  # fmt: skip
+            names = [n[0] for n in near if n]
+            return f"; did you mean {' '.join(names)}?" if names else ""
+        found = re.search(r"invalid choice: '([^']*)'", message)
+        if found:
+            choices = [c for a in self._actions if a.choices for c in a.choices]
+            close = difflib.get_close_matches(found.group(1), [str(c) for c in choices], n=1, cutoff=0.5)
+            return f"; did you mean {close[0]!r}?" if close else ""
+        return ""
+
+    def parse_command(self, argv: list[str]) -> argparse.Namespace:
+        """Parse ``COMMAND ARGS...`` with options anywhere among the arguments
+        (``send test -q k=v "msg"`` as well as ``send test "msg" -q k=v``). argparse cannot intermix
+        with sub-parsers, so the sub-command is picked first and its parser intermixes on its own."""
+        sub = _subparsers(self)
+        command = argv[0]
+        if command not in sub:
+            near = difflib.get_close_matches(command, SUB_PARSERS_ORDER, n=1, cutoff=0.5)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise MagicError(f"%abaco: no command {command!r}{hint} (see %abaco help)")
+        args = sub[command].parse_intermixed_args(argv[1:])
+        args.command = command
+        return args
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if message:
@@ -87,7 +126,7 @@ def build_parser() -> MagicParser:
     p = add("actor", "Show one actor.")
     p.add_argument("actor", help="actor id or name")
 
-    p = add("register", "Register an actor from an image.")
+    p = add("register", "Register an actor from an image (an actor of that --name is reused, or updated).")
     p.add_argument("image", help="Docker image, e.g. abaco-nb/test")
     p.add_argument("--name", "-n", help="actor name (you can then use it instead of the id)")
     p.add_argument("--description", "-d", help="free text")
@@ -97,6 +136,7 @@ def build_parser() -> MagicParser:
     p.add_argument("--workers", "-w", type=int, help="start this many workers once READY")
     p.add_argument("--force", action="store_true", help="always pull the image before starting workers")
     p.add_argument("--no-wait", action="store_true", help="return at once instead of waiting until READY")
+    p.add_argument("--new", action="store_true", help="register another actor even if one has this name")
 
     p = add("update", "Update an actor (a full replacement, as in Abaco: omitted fields are reset).")
     p.add_argument("actor", help="actor id or name")
@@ -137,7 +177,7 @@ def build_parser() -> MagicParser:
     p.add_argument("actor", help="actor id or name")
     p.add_argument("value", nargs="?", help="new state as JSON")
 
-    p = add("workers", "List an actor's workers, or scale them with --add/--num.")
+    p = add("workers", "List an actor's workers, or scale them with --num N.")
     p.add_argument("actor", help="actor id or name")
     p.add_argument("--num", "-n", type=int, help="ensure at least this many workers")
 
@@ -222,3 +262,84 @@ def _subparsers(parser: MagicParser) -> dict[str, MagicParser]:
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
     return {}
+
+
+MAP_FLAGS = {"--wait", "--no-progress", "-h", "--help"}
+MAP_VALUED = {"--grid", "-o", "--out", "--image"}
+_AXIS = re.compile(r"([A-Za-z_]\w*)=(?!=)")
+_OPTION = re.compile(r"(--?[A-Za-z][\w-]*)(?=\s|=|$)")
+
+
+def split_assignments(
+    line: str, flags: set[str], valued: set[str]
+) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """``a=range(10) b=[1, 2] --wait -o s`` -> ``([("a", "range(10)"), ("b", "[1, 2]")],
+    {"--wait": True, "-o": "s"})``.
+
+    The line is *not* split on spaces: any Python expression is a value. A new ``NAME=`` or option
+    starts only at a word boundary outside brackets and strings, so ``b=[1, 2]``, ``f=lambda x: x``
+    and ``s="a b"`` each stay whole. ``valued`` options take the rest of their segment as a value.
+    """
+    marks: list[tuple[int, int, str, str]] = []  # (start, end of the mark, kind, name)
+    depth, i, quote = 0, 0, ""
+    while i < len(line):
+        c = line[i]
+        if quote:
+            if c == "\\":
+                i += 2
+                continue
+            if line.startswith(quote, i):
+                i += len(quote)
+                quote = ""
+                continue
+            i += 1
+            continue
+        if c in "'\"":
+            quote = c * 3 if line.startswith(c * 3, i) else c
+            i += len(quote)
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth = max(0, depth - 1)
+        elif depth == 0 and (i == 0 or line[i - 1].isspace()):
+            option = _OPTION.match(line, i)
+            axis = _AXIS.match(line, i)
+            if option:
+                marks.append((i, option.end(), "option", option.group(1)))
+                i = option.end()
+                continue
+            if axis:
+                marks.append((i, axis.end(), "axis", axis.group(1)))
+                i = axis.end()
+                continue
+        i += 1
+    if quote:
+        raise MagicError(f"cannot parse the arguments: unclosed quotation {quote}")
+    if marks and line[: marks[0][0]].strip():
+        raise MagicError(f"parameters are NAME=VALUES, got {line[: marks[0][0]].strip()!r}")
+    if not marks and line.strip():
+        raise MagicError(f"parameters are NAME=VALUES, got {line.strip()!r}")
+    axes: list[tuple[str, str]] = []
+    options: dict[str, Any] = {}
+    for n, (_start, end, kind, name) in enumerate(marks):
+        stop = marks[n + 1][0] if n + 1 < len(marks) else len(line)
+        text = line[end:stop].strip()
+        if kind == "axis":
+            if not text:
+                raise MagicError(f"{name}= needs values, e.g. {name}=range(10)")
+            axes.append((name, text))
+        elif name in flags:
+            if text:
+                raise MagicError(f"{name} takes no value, got {text!r}")
+            options[name] = True
+        elif name in valued:
+            text = text[1:].strip() if text.startswith("=") else text
+            if not text:
+                raise MagicError(f"{name} needs a value")
+            options[name] = text
+        else:
+            near = difflib.get_close_matches(name, sorted(flags | valued), n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            raise MagicError(f"unknown option {name}{hint} (see %abaco help map)")
+    return axes, options

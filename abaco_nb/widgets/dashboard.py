@@ -10,12 +10,14 @@ from __future__ import annotations
 import html
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from ..records import Execution, duration, status_badge
+from ..page import dashboard_link
+from ..records import BORDER, MUTED, TEXT, Execution, duration, status_badge
 from .logs import TERMINAL, LogViewer
 from .timeline import timeline_svg
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from ..client import Client
 
 DETAIL_LAST = 25  # executions whose details (exit code, worker) the dashboard shows
+CONFIRM_SECONDS = 5.0  # a Delete press arms deletion of that actor for this long
 
 
 def _kv(text: str) -> dict[str, str]:
@@ -48,13 +51,15 @@ class Dashboard(w.VBox):
         self._jobs: queue.Queue[Callable[[], Any] | None] = queue.Queue()
         self._closed = False
         self.selected_actor: str | None = None
+        self._armed: tuple[str, float] | None = None  # (actor id, deadline): Delete pressed once
         self._scaled_for: str | None = None
         self.log_viewer: LogViewer | None = None
         self.refreshed = (
             threading.Event()
         )  # set after each completed refresh (tests and notebooks wait on it)
 
-        self.title = w.HTML("<b>Abaco dashboard</b>")
+        self.title = w.HTML(f"<b style='color:{TEXT}'>Abaco dashboard</b> "
+                            f"<small>{dashboard_link(client, 'open the page')}</small>")  # fmt: skip
         self.status_line = w.HTML()
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
         self.refresh_button.on_click(lambda _b: self._jobs.put(self._refresh))
@@ -100,6 +105,8 @@ class Dashboard(w.VBox):
             ]
         )
         self.add_class("abaco-dashboard")
+        self._view_count = 0  # the frontend reports its views: output cleared or replaced -> stop
+        self.observe(self._on_views, names="_view_count")
         self._worker = threading.Thread(target=self._run, name="abaco-dashboard", daemon=True)
         self._worker.start()
         self._jobs.put(self._refresh)
@@ -117,14 +124,28 @@ class Dashboard(w.VBox):
             try:
                 job()
             except Exception as exc:  # one line in the widget, never a thread traceback
-                self.status_line.value = f"<span style='color:#c62828'>{html.escape(str(exc))}</span>"
+                self.status_line.value = f"<span style='color:#e53935'>{html.escape(str(exc))}</span>"
 
     def close(self) -> None:
+        """Stop the refresh thread and the log viewer's, then close the widget."""
+        self.stop()
+        super().close()
+
+    def stop(self) -> None:
+        """Stop polling (the widget keeps what it shows)."""
         self._closed = True
         self._jobs.put(None)
         if self.log_viewer is not None:
-            self.log_viewer.close()
-        super().close()
+            self.log_viewer.stop()
+
+    @property
+    def running(self) -> bool:
+        """Whether the refresh thread still runs."""
+        return self._worker.is_alive()
+
+    def _on_views(self, change: dict[str, Any]) -> None:
+        if change.get("old") and not change.get("new"):  # was shown, now shown nowhere
+            self.stop()
 
     def refresh(self, wait: float | None = None) -> None:
         """Queue a refresh; with ``wait``, block up to that many seconds until it is done."""
@@ -165,11 +186,17 @@ class Dashboard(w.VBox):
             self.executions = []
             self.execution_table.value = "<i>no actor selected</i>"
             self.timeline.value = timeline_svg([])
-        self.status_line.value = f"<small>{len(rows)} actors · {html.escape(self.client.base_url)}</small>"
+        self.status_line.value = (
+            f"<small style='color:{MUTED}'>{len(rows)} actors · {html.escape(self.client.base_url)}</small>"
+        )
         self.refreshed.set()
 
     def _refresh_executions(self, actor_id: str) -> None:
+        if actor_id != self.selected_actor:  # queued before the user picked another actor
+            return
         summary = self.client.executions(actor_id).get("executions") or []
+        if actor_id != self.selected_actor:
+            return
         recent = summary[-DETAIL_LAST:]
         details = []
         for ex in recent:
@@ -203,7 +230,7 @@ class Dashboard(w.VBox):
             for a in rows
         )
         return (
-            "<table class='abaco-table'><thead><tr><th>id</th><th>name</th><th>image</th><th>status</th>"
+            f"<table class='abaco-table' style='color:{TEXT};border-color:{BORDER}'><thead><tr><th>id</th><th>name</th><th>image</th><th>status</th>"
             f"<th>workers</th><th>queue</th></tr></thead><tbody>{body}</tbody></table>"
         )
 
@@ -216,14 +243,14 @@ class Dashboard(w.VBox):
             secs = duration(e)
             code = e.field("exit_code")
             body += (
-                f"<tr><td><code>{html.escape(str(e['id']))}</code></td><td>{status_badge(e.get('status'))}</td>"
+                f"<tr><td><code>{html.escape(str(e['id']))}</code></td><td>{status_badge(e.get('status'), e)}</td>"
                 f"<td>{'' if code is None else html.escape(str(code))}</td>"
                 f"<td>{'' if secs is None else f'{secs:.2f} s'}</td>"
                 f"<td><code>{html.escape(str(e.field('worker_id') or ''))}</code></td></tr>"
             )
         more = f"<small>latest {len(details)} of {total}</small>" if total > len(details) else ""
         return (
-            "<table class='abaco-table'><thead><tr><th>execution</th><th>status</th><th>exit</th>"
+            f"<table class='abaco-table' style='color:{TEXT};border-color:{BORDER}'><thead><tr><th>execution</th><th>status</th><th>exit</th>"
             f"<th>runtime</th><th>worker</th></tr></thead><tbody>{body}</tbody></table>{more}"
         )
 
@@ -232,6 +259,12 @@ class Dashboard(w.VBox):
     def _on_actor(self, change: dict[str, Any]) -> None:
         if change.get("new") and change["new"] != self.selected_actor:
             self.selected_actor = change["new"]
+            self._disarm()
+            if self.log_viewer is not None:  # the previous actor's logs must not stay on screen
+                self.log_viewer.close()
+                self.log_viewer = None
+            self.log_box.children = []
+            self.execution_select.options = []
             self._jobs.put(lambda: self._refresh_executions(str(change["new"])))
 
     def _on_execution(self, change: dict[str, Any]) -> None:
@@ -239,7 +272,7 @@ class Dashboard(w.VBox):
         if not eid or not self.selected_actor:
             return
         if self.log_viewer is not None:
-            if self.log_viewer.execution_id == eid:
+            if self.log_viewer.execution_id == eid and self.log_viewer.actor_id == self.selected_actor:
                 return
             self.log_viewer.close()
         self.log_viewer = LogViewer(self.client, self.selected_actor, str(eid))
@@ -269,14 +302,32 @@ class Dashboard(w.VBox):
 
         self._jobs.put(send)
 
+    def _disarm(self) -> None:
+        self._armed = None
+        self.delete_button.description = "Delete"
+        self.delete_button.tooltip = ""
+
     def _on_delete(self, button: Any) -> None:
+        """The first press arms deletion of *this* actor for ``CONFIRM_SECONDS``; a second press on the
+        same actor within that time deletes it. Switching actors or waiting disarms."""
         actor = self.selected_actor
         if not actor:
             return
-        if button.description != "Confirm":
-            button.description = "Confirm"  # a second press deletes
+        armed = self._armed
+        if armed is None or armed[0] != actor or time.monotonic() > armed[1]:
+            self._armed = (actor, time.monotonic() + CONFIRM_SECONDS)
+            button.description = "Confirm"
+            button.tooltip = f"press again within {CONFIRM_SECONDS:.0f} s to delete {actor}"
+
+            def expire(token: tuple[str, float] = self._armed) -> None:
+                if self._armed == token:
+                    self._disarm()
+
+            timer = threading.Timer(CONFIRM_SECONDS, expire)
+            timer.daemon = True
+            timer.start()
             return
-        button.description = "Delete"
+        self._disarm()
 
         def delete() -> None:
             self.client.delete(actor)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import html
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
+from ..logtext import log_block
+from ..page import dashboard_link
 from ..records import status_badge
 
 if TYPE_CHECKING:
@@ -38,6 +40,8 @@ class LogViewer(w.VBox):
         self.body.add_class("abaco-log-body")
         super().__init__([self.header, self.body])
         self.add_class("abaco-log-viewer")
+        self._view_count = 0  # the frontend reports views: a cleared output stops the thread
+        self.observe(self._on_views, names="_view_count")
         self.finished = threading.Event()
         self._thread = threading.Thread(target=self._loop, args=(follow,), name="abaco-logs", daemon=True)
         self._thread.start()
@@ -50,6 +54,15 @@ class LogViewer(w.VBox):
         self._stop.set()
         super().close()
 
+    @property
+    def running(self) -> bool:
+        """Whether the follow thread still runs."""
+        return self._thread.is_alive()
+
+    def _on_views(self, change: dict[str, object]) -> None:
+        if change.get("old") and not change.get("new"):
+            self._stop.set()
+
     def _loop(self, follow: bool) -> None:
         while not self._stop.is_set():
             try:
@@ -60,24 +73,22 @@ class LogViewer(w.VBox):
                 self._show(self.status, self.text, error=str(exc))
                 self.finished.set()
                 return
-            self._show(status, text)
+            self._show(status, text, record=execution)
             if status in TERMINAL or not follow:
                 self.finished.set()
                 return
             self._stop.wait(self.interval)
 
-    def _show(self, status: str, text: str, error: str = "") -> None:
+    def _show(self, status: str, text: str, error: str = "", record: dict[str, Any] | None = None) -> None:
         self.status, self.text = status, text
         live = "" if status in TERMINAL else " <small>(following)</small>"
         with self.hold_sync():
             self.header.value = (
-                f"logs of execution <code>{html.escape(self.execution_id)}</code> {status_badge(status)}{live}"
-                + (f" <span style='color:#c62828'>{html.escape(error)}</span>" if error else "")
+                f"logs of execution <code>{html.escape(self.execution_id)}</code> {status_badge(status, record)}{live}"
+                + (f" <span style='color:#e53935'>{html.escape(error)}</span>" if error else "")
             )
-            self.body.value = (
-                "<pre style='max-height:20em;overflow:auto;background:#f6f8fa;padding:6px;margin:0'>"
-                f"{html.escape(text) or '<i>(no output yet)</i>'}</pre>"
-            )
+            link = dashboard_link(self.client, "full log", actor=self.actor_id, execution=self.execution_id)
+            self.body.value = log_block(text, "output" if text else "no output yet", link)
 
     def __repr__(self) -> str:
         return f"<LogViewer {self.execution_id} {self.status}>\n{self.text}"

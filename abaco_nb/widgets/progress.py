@@ -1,4 +1,5 @@
-"""Executor progress: done, running, failed and queued counts, a bar and a cancel button.
+"""Executor progress: done, running, failed, cancelled and queued counts, elapsed time, rate and time
+left, a bar, a cancel button and a link to the dashboard page.
 
 Takes any ``concurrent.futures.Future``s (``AbacoExecutor.map``'s responses) and an optional cancel
 callback. It never blocks the kernel: done callbacks wake one background thread that redraws at most
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import html
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -18,22 +20,27 @@ from typing import Any
 
 import ipywidgets as w
 
+from ..records import MUTED, TEXT
+
 
 @dataclass(frozen=True)
 class Counts:
     total: int
     done: int  # finished without error
-    failed: int  # raised, or cancelled
-    running: int
+    failed: int  # raised
+    running: int  # running right now (an Abaco call: its execution is RUNNING and it is the current call)
     queued: int
+    cancelled: int = 0
 
     @property
     def finished(self) -> int:
-        return self.done + self.failed
+        return self.done + self.failed + self.cancelled
 
 
 def _is_running(future: Future[Any]) -> bool:
-    status = getattr(future, "status", None)  # an Abaco response may know the remote status
+    """An Abaco response says whether it runs (``status``, kept by its executor); agavepy-style
+    ``running()`` means "not done", which would count every queued call as running."""
+    status = getattr(future, "status", None)
     if isinstance(status, str) and not callable(status):
         return status.upper() == "RUNNING"
     return future.running()
@@ -41,16 +48,41 @@ def _is_running(future: Future[Any]) -> bool:
 
 def count(futures: Sequence[Future[Any]]) -> Counts:
     """Classify futures without blocking."""
-    done = failed = running = 0
+    done = failed = running = cancelled = 0
     for f in futures:
-        if f.done():
-            if f.cancelled() or f.exception(timeout=0) is not None:
+        if f.cancelled():
+            cancelled += 1
+        elif f.done():
+            if f.exception(timeout=0) is not None:
                 failed += 1
             else:
                 done += 1
         elif _is_running(f):
             running += 1
-    return Counts(len(futures), done, failed, running, len(futures) - done - failed - running)
+    queued = len(futures) - done - failed - running - cancelled
+    return Counts(len(futures), done, failed, running, queued, cancelled)
+
+
+def timing(c: Counts, elapsed: float) -> str:
+    """``12.3 s · 4.1/s · ~5 s left``: elapsed time, completion rate and an estimate of the time left
+    (from the rate so far; none until something has finished)."""
+    parts = [_seconds(elapsed)]
+    finished = c.done + c.failed
+    if finished and elapsed > 0:
+        rate = finished / elapsed
+        parts.append(f"{rate:.3g}/s")
+        left = c.total - c.finished
+        if left:
+            parts.append(f"~{_seconds(left / rate)} left")
+    return " · ".join(parts)
+
+
+def _seconds(s: float) -> str:
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60)} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
 
 
 class ExecutorProgress(w.VBox):
@@ -62,8 +94,12 @@ class ExecutorProgress(w.VBox):
         cancel: Callable[[], Any] | None = None,
         description: str = "executions",
         interval: float = 0.25,
+        link: str = "",
     ) -> None:
         self.futures = list(futures)
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self.link = link  # HTML: the dashboard page, where each call's bar is drawn
         self._cancel_callback = cancel
         self._interval = interval
         self._wake = threading.Event()
@@ -78,6 +114,8 @@ class ExecutorProgress(w.VBox):
         self.description = description
         super().__init__([w.HBox([self.bar, self.cancel_button]), self.label])
         self.add_class("abaco-progress")
+        self._view_count = 0  # the frontend reports views: a cleared output stops the thread
+        self.observe(self._on_views, names="_view_count")
         self._refresh()
         for f in self.futures:
             f.add_done_callback(lambda _f: self._wake.set())
@@ -107,6 +145,11 @@ class ExecutorProgress(w.VBox):
         self._wake.set()
         super().close()
 
+    def _on_views(self, change: dict[str, Any]) -> None:
+        if change.get("old") and not change.get("new"):  # was shown, now shown nowhere
+            self._closed = True
+            self._wake.set()
+
     # -- drawing ------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
@@ -122,15 +165,23 @@ class ExecutorProgress(w.VBox):
 
     def _refresh(self) -> bool:
         c = self.counts
+        if c.finished == c.total and self.ended is None:
+            self.ended = time.monotonic()
         with self.hold_sync():
             self.bar.value = c.finished
             self.label.value = self._label(c)
             if c.finished == c.total:
-                self.bar.bar_style = "danger" if c.failed else "success"
+                self.bar.bar_style = "danger" if c.failed else "warning" if c.cancelled else "success"
                 self.cancel_button.disabled = True
                 self.cancel_button.button_style = ""
-                self.cancel_button.description = "Done" if not c.failed else "Finished"
+                self.cancel_button.description = (
+                    "Done" if not (c.failed or c.cancelled) else "Cancelled" if c.cancelled else "Finished"
+                )
         return c.finished == c.total
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
 
     def _label(self, c: Counts) -> str:
         parts = [
@@ -138,20 +189,31 @@ class ExecutorProgress(w.VBox):
             f"<span style='color:#2e7d32'>{c.done} done</span>",
             f"<span style='color:#1565c0'>{c.running} running</span>",
             f"<span style='color:#c62828'>{c.failed} failed</span>",
-            f"<span style='color:#757575'>{c.queued} queued</span>",
         ]
-        return " · ".join(parts)
+        if c.cancelled:
+            parts.append(f"<span style='color:{MUTED}'>{c.cancelled} cancelled</span>")
+        parts.append(f"<span style='color:{MUTED}'>{c.queued} queued</span>")
+        parts.append(f"<span class='abaco-progress-timing' style='color:{MUTED}'>"
+                     f"{html.escape(timing(c, self.elapsed))}</span>")  # fmt: skip
+        if self.link:
+            parts.append(self.link)
+        return f"<span style='color:{TEXT}'>{' · '.join(parts)}</span>"
 
     def __repr__(self) -> str:
         c = self.counts
+        cancelled = f", {c.cancelled} cancelled" if c.cancelled else ""
         return (
             f"<ExecutorProgress {c.finished}/{c.total} {self.description}: {c.done} done, "
-            f"{c.running} running, {c.failed} failed, {c.queued} queued>"
+            f"{c.running} running, {c.failed} failed{cancelled}, {c.queued} queued; "
+            f"{timing(c, self.elapsed)}>"
         )
 
 
 def show_progress(
-    futures: Sequence[Future[Any]], cancel: Callable[[], Any] | None = None, description: str = "executions"
+    futures: Sequence[Future[Any]],
+    cancel: Callable[[], Any] | None = None,
+    description: str = "executions",
+    link: str = "",
 ) -> ExecutorProgress | None:
     """Display an ``ExecutorProgress`` when running in a Jupyter kernel (what ``AbacoExecutor.map`` can
     call for its bar); None in a terminal or a script, where a widget would only print its repr."""
@@ -163,6 +225,6 @@ def show_progress(
     shell = get_ipython()
     if shell is None or not getattr(shell, "kernel", None):
         return None
-    progress = ExecutorProgress(futures, cancel=cancel, description=description)
+    progress = ExecutorProgress(futures, cancel=cancel, description=description, link=link)
     display(progress)
     return progress

@@ -187,10 +187,12 @@ def stop_reason(execution: Execution, started: float, now: float, max_run_time: 
 
 
 def truncate_logs(text: str, limit: int = LOG_LIMIT) -> str:
-    """Abaco's log limit: at most ``limit`` characters, then a marker saying so."""
+    """Abaco's log limit: at most ``limit`` characters, with a marker saying so. Unlike Abaco, which
+    keeps the head, we keep the head and the tail (half each): a failure's traceback is at the end."""
     if len(text) <= limit:
         return text
-    return text[:limit] + LOG_TRUNCATED
+    half = limit // 2
+    return text[:half] + "\n" + LOG_TRUNCATED.strip() + "\n" + text[-half:]
 
 
 def log_expiry(actor_log_ex: int | None, default: int, limit: int, now: float) -> float:

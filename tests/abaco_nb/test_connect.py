@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from abaco_nb.client import AbacoConnectionError
-from abaco_nb.connect import connect, connection_file_path
+from abaco_nb.connection import connect, connection_file_path
 from tests.serve import start_serve
 from tests.server_ext.test_extension_jupyter import start_jupyter
 

@@ -98,7 +98,10 @@ def test_workers_scale_and_delete(ip):
         ("register", "the following arguments are required: image"),
         ("register abaco-nb/test -e novalue", "-e expects KEY=VALUE"),
         ('send x "unbalanced', "cannot parse the arguments"),
-        ("frobnicate", "invalid choice"),
+        ("frobnicate", "no command 'frobnicate'"),
+        ("sned x hi", "did you mean 'send'"),
+        ("send x hi --wiat", "did you mean --wait?"),
+        ("send", "see %abaco help send"),
         ("register no/such-image --name bad", "needs a container"),
         ("connect http://127.0.0.1:9 --token x", "cannot reach the Abaco service"),
         ("help nothing", "no command 'nothing'"),
@@ -209,3 +212,36 @@ def test_cell_actor_runs_in_the_executor_image_on_docker(built_images, tmp_path,
     finally:
         shell.run_line_magic("abaco", f"connect {served.url} --token {served.token}")
         docker_served.stop()
+
+
+def test_options_go_anywhere_and_values_are_python_expressions(ip):
+    abaco(ip, "register abaco-nb/test --name many -e SLEEP=0")
+    done = abaco(ip, 'send many -q key1=early "options first" --wait')
+    assert "Contents of MSG: options first" in done.logs and "key1=early" in done.logs
+    ip.user_ns["offset"] = 100
+    result = ip.run_cell_magic("abaco", "map a=range(2) b=[1, 2] --wait c=[{'k': offset}]", "a + b + c['k']")
+    assert result.results == [101, 102, 102, 103]
+    assert "4/4 finished" in result._repr_html_() and "pending" not in result._repr_html_()
+    with pytest.raises(UsageError, match="did you mean --wait"):
+        ip.run_cell_magic("abaco", "map a=[1] --wiat", "a")
+    assert "usage" in str(abaco(ip, "help map")) or "%%abaco map" in abaco(ip, "help map")
+
+
+def test_rerunning_register_reuses_the_named_actor_and_duplicates_are_named(ip, capsys):
+    first = abaco(ip, "register abaco-nb/test --name mrerun -e SLEEP=0")
+    again = abaco(ip, "register abaco-nb/test --name mrerun -e SLEEP=0")
+    assert again.id == first.id and "reusing actor" in capsys.readouterr().err
+    changed = abaco(ip, "register abaco-nb/test --name mrerun -e SLEEP=0 -e key1=new")
+    assert changed.id == first.id and changed.default_environment["key1"] == "new"
+    assert "updated it (default_environment)" in capsys.readouterr().err
+    other = abaco(ip, "register abaco-nb/test --name mrerun -e SLEEP=0 --new")
+    assert other.id != first.id
+    abaco(ip, "actor mrerun")
+    err = capsys.readouterr().err
+    assert "2 actors are named 'mrerun'" in err and first.id in err
+
+
+def test_a_failed_registration_says_how_to_fix_or_remove_it(ip):
+    with pytest.raises(UsageError) as info:
+        abaco(ip, "register no/such-image --name mbroken")
+    assert "%abaco update" in str(info.value) and "%abaco delete" in str(info.value)

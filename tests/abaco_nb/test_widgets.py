@@ -57,7 +57,8 @@ def test_progress_cancel_button_calls_the_callback_without_blocking():
     assert called.is_set() and progress.cancel_button.disabled
     plain = ExecutorProgress([Future()])
     plain.cancel_button.click()
-    _wait_for(lambda: plain.counts.failed == 1)  # Future.cancel() by default
+    _wait_for(lambda: plain.counts.cancelled == 1 and plain.counts.failed == 0)  # Future.cancel() by default
+    _wait_for(lambda: "1 cancelled" in plain.label.value)
     for f in futures:
         f.set_result(1)
     _wait_for(lambda: progress.bar.value == 3)
@@ -140,3 +141,70 @@ def test_reprs_do_no_io_and_keep_attribute_access():
     assert "X9" in MessageReceipt(executionId="X9")._repr_html_()
     with pytest.raises(AttributeError):
         _ = actor._repr_markdown_  # IPython probes these: they must not come from the dict
+
+
+def test_dashboard_confirmation_belongs_to_one_actor_and_logs_follow_the_actor(client):
+    a = client.register("abaco-nb/test", "wconf-a", default_environment={"SLEEP": "0"})
+    b = client.register("abaco-nb/test", "wconf-b", default_environment={"SLEEP": "0"})
+    for actor in (a, b):
+        client.wait_until_ready(actor.id)
+    sent = client.send(a.id, "logs of a")
+    client.execution(a.id, sent.execution_id, wait=60)
+    dash = Dashboard(client, interval=0.5)
+    try:
+        _wait_for(lambda: dash.refreshed.is_set())
+        dash.actor_select.value = a.id
+        _wait_for(lambda: [o[1] for o in dash.execution_select.options] == [sent.execution_id])
+        dash.execution_select.value = sent.execution_id
+        assert dash.log_viewer is not None and dash.log_viewer.finished.wait(30)
+        dash.delete_button.click()  # arms deletion of a
+        assert dash.delete_button.description == "Confirm"
+        dash.actor_select.value = b.id  # switching disarms and clears a's logs
+        assert dash.delete_button.description == "Delete" and dash.log_viewer is None
+        assert dash.log_box.children == () or list(dash.log_box.children) == []
+        dash.delete_button.click()  # one press on b only arms
+        dash.refresh(wait=10)
+        assert {a.id, b.id} <= {x.id for x in client.actors()}
+        _wait_for(lambda: dash.delete_button.description == "Delete", timeout=15)  # it expires
+    finally:
+        dash.close()
+    _wait_for(lambda: not dash.running)
+
+
+def test_widgets_stop_their_threads_when_their_views_go(client):
+    dash = Dashboard(client, interval=0.2)
+    progress = ExecutorProgress([Future()])
+    dash._view_count = 1  # what the frontend reports while the output is shown
+    progress._view_count = 1
+    dash._view_count = 0  # output cleared or replaced by a re-run
+    progress._view_count = 0
+    _wait_for(lambda: not dash.running and not progress._thread.is_alive())
+
+
+def test_badges_say_the_outcome_and_logs_use_theme_colours():
+    from abaco_nb.logtext import log_block
+    from abaco_nb.records import outcome, status_badge
+
+    ok = Execution(id="E", status="COMPLETE", exit_code=0)
+    failed = Execution(id="E", status="COMPLETE", exit_code=1)
+    oom = Execution(id="E", status="COMPLETE", exit_code=137, final_state={"OOMKilled": True})
+    assert [outcome(e) for e in (ok, failed, oom)] == ["ok", "failed", "oom"]
+    assert "#2e7d32" in status_badge("COMPLETE", ok) and "#c62828" in status_badge("COMPLETE", failed)
+    assert "OOM · exit 137" in status_badge("COMPLETE", oom)
+    assert "exit 1" in failed._repr_html_() and "#2e7d32" not in failed._repr_html_()
+    text = "\n".join(f"line {i}" for i in range(500))
+    block = log_block(text, "logs")
+    assert "var(--jp-layout-color2" in block and "#f6f8fa" not in block
+    assert "show all 500 lines" in block and "line 499" in block.split("<details")[0]
+    assert "line 0\n" not in block.split("<details")[0]
+
+
+def test_progress_counts_cancelled_apart_and_shows_rate_and_time_left():
+    from abaco_nb.widgets.progress import Counts, timing
+
+    futures: list[Future[int]] = [Future() for _ in range(4)]
+    futures[0].set_result(1)
+    futures[1].cancel()
+    c = count(futures)
+    assert (c.done, c.cancelled, c.failed, c.running, c.queued) == (1, 1, 0, 0, 2)
+    assert timing(Counts(10, 5, 0, 1, 4), 10.0) == "10.0 s · 0.5/s · ~10.0 s left"

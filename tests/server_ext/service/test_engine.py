@@ -140,7 +140,8 @@ def test_recovery_requeues_what_never_started():
 
 
 def test_logs_truncated_with_marker():
-    assert engine.truncate_logs("abcdef", 3) == "abc" + engine.LOG_TRUNCATED
+    assert engine.truncate_logs("abcdef", 4) == "ab\n" + engine.LOG_TRUNCATED.strip() + "\nef"
+    assert engine.truncate_logs("abc", 4) == "abc"
 
 
 def test_log_expiry_clamped():

@@ -16,7 +16,7 @@ The order (DESIGN §2):
    results stay readable) unless ``stop_at_exit=True``. A lock file keeps two kernels that connect at
    the same moment from starting two services on one database.
 
-``Client.how`` records the choice and it is logged (``abaco_nb.connect`` logger); starting a server is
+``Client.how`` records the choice and it is logged (``abaco_nb.connection`` logger); starting a server is
 also printed to stderr, since it leaves a process behind.
 """
 
@@ -42,7 +42,7 @@ ENV_TOKEN = "ABACO_NB_TOKEN"
 CONNECTION_FILE = "connection.json"
 PROBE_TIMEOUT = 3.0
 
-log = logging.getLogger("abaco_nb.connect")
+log = logging.getLogger("abaco_nb.connection")
 
 
 def data_dir() -> str:
