@@ -31,7 +31,8 @@ from traitlets import Bool, Dict, Enum, Float, Int, Unicode, default
 
 from .handlers import JupyterAbacoHandler
 from .proxy import Proxy, RemoteConfig
-from .service.api import Api, Request, Response, envelope
+from .service.api import Api
+from .service.rest import Request, Response, envelope
 from .service.service import Service
 from .service.settings import ServiceConfig, default_data_dir
 from .standalone import (

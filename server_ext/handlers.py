@@ -16,8 +16,9 @@ from typing import Any, Protocol
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import web
 
-from .service.api import CORS_HEADERS, Api, Principal, Request, Response, envelope
+from .service.api import Api
 from .service.errors import TooLarge, Unauthorized
+from .service.rest import CORS_HEADERS, Principal, Request, Response, envelope
 from .service.tokens import Scope
 
 # Sized for many concurrent long-polls plus ordinary requests.

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from .service.api import Request, Response, envelope, normalise_path
+from .service.rest import Request, Response, envelope, normalise_path
 
 REMOTE_PREFIXES = {"v2": "/actors/v2", "v3": "/v3/actors"}
 # Request headers passed to the remote; everything else (cookies, our auth, Host, XSRF) stays here.

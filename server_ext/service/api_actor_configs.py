@@ -1,6 +1,7 @@
 """Routes for actor configs (reference/abaco-api.md §1.3 row 34, checklist item 32).
 
-Registered ``first`` so ``/actors/configs`` is not read as an actor id. Each handler is a few lines
+``ROUTES`` match before the core ones (``api.ROUTES``), so ``/actors/configs`` is not read as an
+actor id. Each handler is a few lines
 over ``Service.configs`` (``actor_configs.ActorConfigs``). Results are ``{name, value, is_secret, actors}``;
 ``value`` is user data, never re-cased, and a secret's is its ciphertext, as in Abaco.
 """
@@ -10,57 +11,60 @@ from __future__ import annotations
 from typing import Any
 
 from .actor_config_rules import ActorConfig
-from .api import Api, Request, Response, envelope, recase, route
+from .rest import Call, Response, Route, recase
+from .service import Service
 
 _CONFIG = r"/actors/configs/(?P<name>[^/]+)"
 
 
-def _view(api: Api, request: Request, config: ActorConfig) -> dict[str, Any]:
+def _view(call: Call, config: ActorConfig) -> dict[str, Any]:
+    """Re-cased for ``?case=camel`` except ``value``: user data that re-casing must not touch."""
     shown = config.display()
     value = shown.pop("value")
-    return {**recase(shown, api._camel(request)), "value": value}
+    return {**recase(shown, call.camel()), "value": value}
 
 
-def _ok(result: Any, message: str) -> Response:
-    """Not ``Api._ok``: ``value`` is user data that ``?case=camel`` must not touch."""
-    return Response(200, envelope(result, message))
+def list_configs(service: Service, call: Call) -> Response:
+    result = [_view(call, c) for c in service.configs.list()]
+    return call.ok(result, "Configs retrieved successfully.", recased=False)
 
 
-def list_configs(api: Api, request: Request, params: dict[str, str]) -> Response:
-    result = [_view(api, request, c) for c in api.service.configs.list()]
-    return _ok(result, "Configs retrieved successfully.")
+def create_config(service: Service, call: Call) -> Response:
+    config = service.configs.create(call.body(allow_empty=False), call.user)
+    return call.ok(_view(call, config), "Config created successfully.", recased=False)
 
 
-def create_config(api: Api, request: Request, params: dict[str, str]) -> Response:
-    config = api.service.configs.create(api._body(request, allow_empty=False), api._user(request))
-    return _ok(_view(api, request, config), "Config created successfully.")
+def get_config(service: Service, call: Call) -> Response:
+    config = service.configs.get(call.params["name"])
+    return call.ok(_view(call, config), "Config retrieved successfully.", recased=False)
 
 
-def get_config(api: Api, request: Request, params: dict[str, str]) -> Response:
-    config = api.service.configs.get(params["name"])
-    return _ok(_view(api, request, config), "Config retrieved successfully.")
+def update_config(service: Service, call: Call) -> Response:
+    config = service.configs.update(call.params["name"], call.body(allow_empty=False))
+    return call.ok(_view(call, config), "Config updated successfully.", recased=False)
 
 
-def update_config(api: Api, request: Request, params: dict[str, str]) -> Response:
-    config = api.service.configs.update(params["name"], api._body(request, allow_empty=False))
-    return _ok(_view(api, request, config), "Config updated successfully.")
+def delete_config(service: Service, call: Call) -> Response:
+    service.configs.delete(call.params["name"])
+    return call.ok(None, "Config deleted successfully.", recased=False)
 
 
-def delete_config(api: Api, request: Request, params: dict[str, str]) -> Response:
-    api.service.configs.delete(params["name"])
-    return _ok(None, "Config deleted successfully.")
-
-
-def list_config_permissions(api: Api, request: Request, params: dict[str, str]) -> Response:
+def list_config_permissions(service: Service, call: Call) -> Response:
     """A ``{user: LEVEL}`` map: user names are data, never re-cased."""
-    return _ok(api.service.configs.permissions(params["name"]), "Permissions retrieved successfully.")
+    return call.ok(
+        service.configs.permissions(call.params["name"]), "Permissions retrieved successfully.", recased=False
+    )
 
 
-def update_config_permissions(api: Api, request: Request, params: dict[str, str]) -> Response:
-    body = api._body(request, allow_empty=False)
-    return _ok(api.service.configs.grant(params["name"], body), "Permission added successfully.")
+def update_config_permissions(service: Service, call: Call) -> Response:
+    body = call.body(allow_empty=False)
+    return call.ok(
+        service.configs.grant(call.params["name"], body), "Permission added successfully.", recased=False
+    )
 
 
-route("/actors/configs", first=True, GET=list_configs, POST=create_config)
-route(_CONFIG, first=True, GET=get_config, PUT=update_config, DELETE=delete_config)
-route(_CONFIG + "/permissions", first=True, GET=list_config_permissions, POST=update_config_permissions)
+ROUTES = [
+    Route("/actors/configs", GET=list_configs, POST=create_config),
+    Route(_CONFIG, GET=get_config, PUT=update_config, DELETE=delete_config),
+    Route(_CONFIG + "/permissions", GET=list_config_permissions, POST=update_config_permissions),
+]

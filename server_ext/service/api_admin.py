@@ -1,6 +1,6 @@
 """Abaco's admin and utilization routes (reference/abaco-api.md §1.3 rows 36-39, checklist item 34).
 
-Registered ``first`` so ``/actors/admin`` and ``/actors/utilization`` are not read as actor ids (nor
+``ROUTES`` match before the core ones (``api.ROUTES``), so ``/actors/admin`` and ``/actors/utilization`` are not read as actor ids (nor
 ``/actors/admin/workers`` as an actor's workers). The service is single-user: every holder of the
 service token is an admin (Abaco's ``access_control=none``). A nonce or an execution's own token is
 never an admin: ``Api._dispatch`` already refuses both here (neither names an actor it could open),
@@ -10,8 +10,9 @@ and ``_require_admin`` says so again where the rule belongs.
 from __future__ import annotations
 
 from . import admin
-from .api import Api, Request, Response, envelope, route
 from .errors import AbacoError
+from .rest import Call, Request, Response, Route
+from .service import Service
 
 
 def _require_admin(request: Request) -> None:
@@ -20,56 +21,54 @@ def _require_admin(request: Request) -> None:
         raise AbacoError("Not authorized -- this route is for admins; send the service token.")
 
 
-def utilization(api: Api, request: Request, params: dict[str, str]) -> Response:
+def utilization(service: Service, call: Call) -> Response:
     """Always camelCase, as in Abaco (not re-cased by ``?case=``)."""
-    _require_admin(request)
-    store = api.service.store
-    result = admin.utilization(store.list_actors(), store.list_workers(), store.stats()["queued"])
-    return Response(200, envelope(result, "Utilization retrieved successfully."))
+    _require_admin(call.request)
+    result = admin.utilization(service.list_actors(), service.all_workers(), service.queued_total())
+    return call.ok(result, "Utilization retrieved successfully.", recased=False)
 
 
-def admin_actors(api: Api, request: Request, params: dict[str, str]) -> Response:
-    _require_admin(request)
-    store = api.service.store
+def admin_actors(service: Service, call: Call) -> Response:
+    _require_admin(call.request)
     workers: dict[str, int] = {}
-    for w in store.list_workers():
+    for w in service.all_workers():
         workers[w.actor_id] = workers.get(w.actor_id, 0) + 1
     executions: dict[str, int] = {}
-    for e in store.all_executions():
+    for e in service.all_executions():
         executions[e.actor_id] = executions.get(e.actor_id, 0) + 1
     result = [
         admin.admin_actor(
-            api._actor_view(request, a),
+            a.display(call.server),
             workers.get(a.id, 0),
-            store.queue_length(a.id),
+            service.queue_length(a.id),
             executions.get(a.id, 0),
-            api.service.runtime.name,
+            service.runtime.name,
         )  # fmt: skip
-        for a in store.list_actors()
+        for a in service.list_actors()
     ]
-    return api._ok(request, result, "Actors retrieved successfully.")
+    return call.ok(result, "Actors retrieved successfully.")
 
 
-def admin_workers(api: Api, request: Request, params: dict[str, str]) -> Response:
-    _require_admin(request)
-    store = api.service.store
-    workers = store.list_workers()
-    location = f"{api.service.runtime.name}://local"
+def admin_workers(service: Service, call: Call) -> Response:
+    _require_admin(call.request)
+    workers = service.all_workers()
+    location = f"{service.runtime.name}://local"
     result = {
-        "summary": admin.workers_summary(store.list_actors(), workers),
+        "summary": admin.workers_summary(service.list_actors(), workers),
         "workers": [w.display(location) for w in workers],
     }
-    return api._ok(request, result, "Workers retrieved successfully.")
+    return call.ok(result, "Workers retrieved successfully.")
 
 
-def admin_executions(api: Api, request: Request, params: dict[str, str]) -> Response:
-    _require_admin(request)
-    store = api.service.store
-    result = admin.executions_summary(store.list_actors(), store.all_executions())
-    return api._ok(request, result, "Executions retrieved successfully.")
+def admin_executions(service: Service, call: Call) -> Response:
+    _require_admin(call.request)
+    result = admin.executions_summary(service.list_actors(), service.all_executions())
+    return call.ok(result, "Executions retrieved successfully.")
 
 
-route("/actors/utilization", first=True, GET=utilization)
-route("/actors/admin", first=True, GET=admin_actors)
-route("/actors/admin/workers", first=True, GET=admin_workers)
-route("/actors/admin/executions", first=True, GET=admin_executions)
+ROUTES = [
+    Route("/actors/utilization", GET=utilization),
+    Route("/actors/admin", GET=admin_actors),
+    Route("/actors/admin/workers", GET=admin_workers),
+    Route("/actors/admin/executions", GET=admin_executions),
+]

@@ -28,6 +28,7 @@ from .models import (
     SUBMITTED,
     Actor,
     Execution,
+    Worker,
     parse_bool,
     parse_int,
     parse_registration,
@@ -38,7 +39,6 @@ from .store import Store
 from .tokens import Scope, TokenBook
 
 log = logging.getLogger("abaco_nb.service")
-VERSION = "abaco-nb-0.1.0"
 EXECUTOR_HINT = "abaco_nb_executor"  # actors an AbacoExecutor registers; removed when idle
 
 
@@ -404,6 +404,28 @@ class Service:
     def delete_worker(self, actor_id: str, worker_id: str) -> None:
         self.get_worker(actor_id, worker_id)
         self.dispatcher.stop_worker(actor_id, worker_id)
+
+    # -- what the admin, search and synchronous routes read ----------------------------------------
+
+    def all_workers(self) -> list[Worker]:
+        return self.store.list_workers()
+
+    def all_executions(self) -> list[Execution]:
+        """Every execution record, those of deleted actors included (Abaco keeps them)."""
+        return self.store.all_executions()
+
+    def queued_total(self) -> int:
+        """Messages waiting in all mailboxes."""
+        return int(self.store.stats()["queued"])
+
+    def log_records(self, actor_id: str | None = None) -> list[tuple[str, str, str]]:
+        """(execution id, actor id, logs) of the logs not yet expired, of one actor or all."""
+        return self.store.log_records(now(), actor_id)
+
+    def synchronous_output(self, execution: Execution) -> tuple[bytes | None, str]:
+        """What a synchronous message answers: its first result (taken), else None and its logs."""
+        result = self.store.pop_result(execution.id)
+        return result, "" if result is not None else self.store.get_logs(execution.id, 0)
 
     # -- scoped tokens ------------------------------------------------------------------------------
 

@@ -40,7 +40,8 @@ def every_route(actor_id: str, execution_id: str, worker_id: str) -> list[tuple[
     """(METHOD, concrete path) for every route api.py serves."""
     values = {"actor_id": actor_id, "execution_id": execution_id, "worker_id": worker_id}
     routes = []
-    for pattern, methods in api._ROUTES:
+    for route in api.ROUTES:
+        pattern, methods = route.pattern, route.methods
         path = re.sub(
             r"\(\?P<(\w+)>[^)]*\)", lambda m: values.get(m.group(1), m.group(1)), pattern.pattern.strip("^$")
         )

@@ -174,7 +174,7 @@ def test_a_service_that_cannot_start_says_why_on_every_route(
     app = jp_configurable_serverapp(config=config)
     ext = extension(app)
     assert ext.service is None
-    from server_ext.service.api import Request
+    from server_ext.service.rest import Request
 
     response = ext.backend.handle(Request("GET", "/actors"))
     assert response.status == 503 and b"not running" in response.body
@@ -210,7 +210,7 @@ def test_a_database_another_live_service_owns_is_proxied_not_shared(
     jp_configurable_serverapp: Any, tmp_path: Any
 ) -> None:
     from server_ext.proxy import Proxy
-    from server_ext.service.api import Request
+    from server_ext.service.rest import Request
     from tests.serve import start_serve
 
     db = tmp_path / "shared" / "abaco.db"

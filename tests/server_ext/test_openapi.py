@@ -26,7 +26,7 @@ from openapi_core.validation.response.exceptions import MissingData
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
-from server_ext.service import api
+from server_ext.service import api, rest
 from server_ext.service.models import to_snake
 from tests.server_ext import serve_fixture
 from tests.server_ext.serve_fixture import REPO, Served, python_command
@@ -52,7 +52,8 @@ def test_document_is_valid_openapi() -> None:
 def code_routes() -> set[tuple[str, str]]:
     """(path template, METHOD) for every route api.py serves, e.g. ('/actors/{actor_id}', 'GET')."""
     routes = set()
-    for pattern, methods in api._ROUTES:
+    for route in api.ROUTES:
+        pattern, methods = route.pattern, route.methods
         template = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern.pattern.strip("^$"))
         routes |= {(template, method) for method in methods}
     return routes
@@ -121,7 +122,8 @@ class Walker:
         self.seen.add((self.template(canonical), method.upper(), resp.status_code))
 
     def template(self, path: str) -> str:
-        for pattern, _ in api._ROUTES:
+        for route in api.ROUTES:
+            pattern = route.pattern
             if pattern.match(path):
                 return re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern.pattern.strip("^$"))
         return path
@@ -140,7 +142,7 @@ def resnake(value: Any) -> Any:
     if isinstance(value, list):
         return [resnake(v) for v in value]
     if isinstance(value, dict):
-        return {to_snake(k): (v if to_snake(k) in api._OPAQUE_KEYS else resnake(v)) for k, v in value.items()}
+        return {to_snake(k): (v if to_snake(k) in rest.OPAQUE_KEYS else resnake(v)) for k, v in value.items()}
     return value
 
 

@@ -137,7 +137,7 @@ def test_unreachable_remote_is_a_502_with_the_envelope() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends: nothing listens there
-    from server_ext.service.api import Request
+    from server_ext.service.rest import Request
 
     response = Proxy(RemoteConfig(f"http://127.0.0.1:{port}", token="t")).handle(Request("GET", "/actors"))
     assert response.status == 502
