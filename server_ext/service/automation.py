@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import cron, events
 from .delivery import EventDelivery, Failure, Outgoing
-from .errors import AbacoError, NotFound
+from .errors import AbacoError
 from .ids import now
 from .models import SHUTTING_DOWN, Actor, Execution, Registration, normalise_keys
 
@@ -167,7 +167,7 @@ class Automation:
                 execution, _ = self.service.send(
                     actor.id, None, b"", {"message": [cron.CRON_MESSAGE]}, cron.CRON_EXECUTOR
                 )
-            except NotFound:
+            except AbacoError:  # gone, or in ERROR (refuses messages)
                 continue
             queued.append(execution.id)
         return queued

@@ -1,11 +1,17 @@
-"""Mailboxes, workers and the supervision of each execution: the I/O half of the engine.
+"""Mailboxes, workers and the supervision of each execution: the I/O shell of ``lifecycle``.
 
 Each actor has one FIFO mailbox (rows in the store) and a pool of worker threads. A worker claims the
 oldest message (atomically, in the store), runs it through the runtime, supervises it (partial logs,
-force-quit, ``max_run_time``), stores logs, results and the final status, then claims the next. A
-stateful actor has one worker, so its messages run strictly in order; a stateless one grows to
-``max_workers`` as soon as its queue asks for it (``engine.target_workers``), and extra workers stop
-after ``worker_idle_seconds`` idle. Workers are threads because every runtime call blocks.
+force-quit, ``max_run_time``), then claims the next. A stateful actor has one worker, so its messages
+run strictly in order; a stateless one grows to ``max_workers`` as soon as its queue asks for it
+(``engine.target_workers``), and extra workers stop after ``worker_idle_seconds`` idle. Workers are
+threads because every runtime call blocks.
+
+No status is decided here: every fact (claimed, started, exited, a tick, a stop asked, the runtime or
+the store failing) goes to ``lifecycle.Executions.running`` and the instructions it returns are carried
+out by ``_apply``, the one place an execution is finished (stored, its container removed, waiters
+woken). A store error (database locked, disk full) or an unreachable runtime never kills a worker:
+the instruction is retried with backoff, and the execution keeps its state meanwhile.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import engine
+from . import engine, lifecycle
+from .errors import StoreUnavailable
 from .ids import new_id, now
-from .models import READY, WORKER_BUSY, WORKER_READY, Actor, Execution, Worker
+from .lifecycle import Stop
+from .models import READY, RUNNING, SUBMITTED, WORKER_BUSY, WORKER_READY, Actor, Execution, Worker
 from .results import ResultCollector
-from .runtimes.base import ExitInfo, RunningRef, RunSpec, Runtime, RuntimeFailure
+from .runtimes.base import Leftover, RunningRef, RunSpec, Runtime, RuntimeFailure, RuntimeUnreachable
 from .settings import ServiceConfig
 from .store import Store
 from .tokens import TokenBook
@@ -32,6 +40,7 @@ log = logging.getLogger("abaco_nb.service")
 
 LIVE_LOG_INTERVAL = 2.0  # seconds between partial-log writes to the store
 WAIT_SLICE = 0.5  # seconds per runtime.wait call while supervising
+WORKER_REQUESTED = "REQUESTED"  # Abaco's status of a worker asked for while the image is checked
 
 
 @dataclass
@@ -72,10 +81,13 @@ class Dispatcher:
         self.configs_for: Callable[[str], dict[str, Any]] = lambda actor_id: {}
         self._pools: dict[str, _Pool] = {}
         self._lock = threading.RLock()
-        self._runs: dict[str, RunningRef] = {}  # execution id -> its started execution
+        self._runs: dict[str, RunningRef] = {}  # execution id -> its container/process
         self._finished = threading.Condition()
         self._closing = threading.Event()
-        self._stop_reason: dict[str, str] = {}  # execution id -> why it is being stopped
+        self.executions = lifecycle.Executions()  # the runs workers hold; decides every status
+        self._machine = threading.Lock()
+        self._runtime_down = threading.Event()  # set while the runtime does not answer
+        self._unremoved: dict[str, RunningRef] = {}  # removals the runtime did not answer: retried
         self.files_dir = os.path.join(config.resolved_run_dir(), "messages")
         os.makedirs(self.files_dir, mode=0o700, exist_ok=True)
         self.sock_dir = os.path.join(config.resolved_run_dir(), "results")
@@ -84,48 +96,177 @@ class Dispatcher:
         os.makedirs(self.sock_dir, mode=0o755, exist_ok=True)
         self.completion_listeners: list[Callable[[Execution], None]] = []
 
+    # -- the state machine and its instructions ----------------------------------------------------
+
+    def _feed(self, event: lifecycle.Event) -> list[lifecycle.Instruction]:
+        """Hand ``event`` to the lifecycle and carry out what it says; return the instructions only
+        the calling worker can carry out (StartRuntime, Attach, Reconcile)."""
+        with self._machine:
+            instructions = self.executions.handle(event)
+        return self._apply(instructions)
+
+    def _apply(self, instructions: list[lifecycle.Instruction]) -> list[lifecycle.Instruction]:
+        left: list[lifecycle.Instruction] = []
+        for instruction in instructions:
+            if isinstance(instruction, lifecycle.StartRuntime | lifecycle.Attach | lifecycle.Reconcile):
+                left.append(instruction)
+            elif isinstance(instruction, lifecycle.RetryAfter):
+                self._pause(instruction.delay)
+                if instruction.instruction is not None:
+                    left += self._apply([instruction.instruction])
+            elif not self._carry_out(instruction):
+                break  # a Finish that could not be stored: keep the container, recovery decides
+        return left
+
+    def _carry_out(self, instruction: lifecycle.Instruction, attempt: int = 0) -> bool:
+        """One store/runtime instruction, retried with backoff while the store refuses (locked, full).
+        False when the service closes before the store takes it."""
+        while True:
+            try:
+                self._do(instruction)
+                return True
+            except StoreUnavailable as exc:
+                if self._closing.is_set() and attempt >= 3:
+                    log.warning("giving up on %s at shutdown: %s", type(instruction).__name__, exc)
+                    return False
+                if attempt % 10 == 0:
+                    log.warning("store refused %s (retrying): %s", type(instruction).__name__, exc)
+                failed = lifecycle.StoreFailed(_about(instruction), instruction, exc.message, attempt)
+                with self._machine:
+                    (retry,) = self.executions.handle(failed)
+                assert isinstance(retry, lifecycle.RetryAfter)
+                self._pause(retry.delay)
+                attempt += 1
+
+    def _pause(self, delay: float) -> None:
+        """Wait before a retry; shorter once the service is closing (it still retries a few times)."""
+        if not self._closing.wait(delay):
+            return
+        time.sleep(min(delay, 0.2))
+
+    def _do(self, instruction: lifecycle.Instruction) -> None:
+        if isinstance(instruction, lifecycle.Finish):
+            self.store.finish_execution(instruction.execution, instruction.logs, instruction.log_expires)
+        elif isinstance(instruction, lifecycle.Record):
+            self.store.update_execution(instruction.execution)
+        elif isinstance(instruction, lifecycle.Requeue):
+            self.store.requeue_first(instruction.execution)
+        elif isinstance(instruction, lifecycle.Notify):
+            self.announce(instruction.execution)
+        elif isinstance(instruction, lifecycle.Remove):
+            self._remove(instruction.execution_id)
+        elif isinstance(instruction, lifecycle.StopRuntime):
+            running = self._runs.get(instruction.execution_id)
+            if running is not None:
+                try:
+                    self.runtime.stop(running, grace=instruction.grace)
+                except RuntimeFailure as exc:  # the next tick asks again after the grace
+                    log.warning("could not stop %s: %s", instruction.execution_id, exc)
+        else:  # pragma: no cover
+            raise TypeError(f"not an instruction the dispatcher carries out: {instruction!r}")
+
+    def _remove(self, execution_id: str) -> None:
+        running = self._runs.pop(execution_id, None)
+        if running is None:
+            return
+        try:
+            self.runtime.remove(running)
+        except RuntimeUnreachable:  # removed when the runtime answers again (nothing left behind)
+            self._unremoved[execution_id] = running
+        except RuntimeFailure:
+            log.warning("could not remove the runtime resources of %s", execution_id)
+
+    def _retry_removals(self) -> None:
+        for eid, running in list(self._unremoved.items()):
+            try:
+                self.runtime.remove(running)
+            except RuntimeUnreachable:
+                return
+            except RuntimeFailure:
+                pass
+            self._unremoved.pop(eid, None)
+
     # -- start, recovery and shutdown ---------------------------------------------------------------
 
     def recover(self) -> None:
-        """Reconcile executions a previous run left RUNNING, then resume every queued mailbox."""
-        self.store.clear_workers()
-        running = self.store.executions_with_status("RUNNING")
-        leftovers = {lo.execution_id: lo for lo in self.runtime.find_leftovers(self.service_id)}
-        alive: dict[str, str] = {}
-        never_started = frozenset(eid for eid, lo in leftovers.items() if not lo.started)
-        for eid, leftover in leftovers.items():
-            if eid in never_started:
-                self.runtime.remove(RunningRef(eid, leftover.ref))
-                continue
+        """Reconcile executions a previous run left RUNNING, then resume every queued mailbox. When
+        the runtime does not answer, a thread does it once it does (the queues wait meanwhile)."""
+        try:
+            self.store.clear_workers()
+            running = self.store.executions_with_status(RUNNING)
+        except StoreUnavailable as exc:  # the service still starts and says what is wrong
+            log.error("cannot read the database to recover: %s; retrying in the background", exc)
+            threading.Thread(target=self._recover_later, name="recover", daemon=True).start()
+            return
+        try:
+            leftovers = {lo.execution_id: lo for lo in self.runtime.find_leftovers(self.service_id)}
+        except RuntimeUnreachable as exc:
+            log.error("the runtime does not answer (%s): executions are reconciled once it does", exc)
+            self._runtime_down.set()
+            threading.Thread(target=self._recover_later, name="recover", daemon=True).start()
+            return
+        self._reconcile(running, leftovers, remove_strays=True)
+
+    def _recover_later(self) -> None:
+        attempt = 0
+        while not self._closing.wait(lifecycle.backoff(attempt)):
+            attempt += 1
             try:
-                run = self.runtime.attach(leftover)
-            except RuntimeFailure:
+                running = self.store.executions_with_status(RUNNING)
+                leftovers = {lo.execution_id: lo for lo in self.runtime.find_leftovers(self.service_id)}
+            except (StoreUnavailable, RuntimeUnreachable):
                 continue
-            alive[eid] = run.ref
-            self._runs[eid] = run
-        plan = engine.plan_recovery(running, alive, self.runtime.name, never_started)
-        for execution in plan.requeue:
-            self.store.requeue_first(execution)
-        for execution in plan.fail:
-            engine.finish_error(execution, execution.status_message, now())
-            self.store.finish_execution(execution, None, None)
-            self.announce(execution)
-        for execution, _ref in plan.reattach:  # each in a worker slot, so a stateful actor stays at one
-            actor = self.store.get_actor(execution.actor_id)
-            if actor is None:
-                threading.Thread(target=self._resupervise, args=(execution,), daemon=True).start()
+            self._runtime_down.clear()
+            self._reconcile(running, leftovers, remove_strays=True)
+            return
+
+    def _reconcile(
+        self, running: list[Execution], leftovers: dict[str, Leftover], remove_strays: bool
+    ) -> None:
+        for execution in running:
+            with self._machine:
+                held = self.executions.get(execution.id) is not None
+            if held:
                 continue
-            pool = self._pool(actor.id)
-            with pool.wake:
-                self._spawn(pool, actor, resume=execution)
-        for eid, leftover in leftovers.items():  # leftovers whose execution is not RUNNING: remove
-            if eid not in alive and eid not in never_started and eid not in {e.id for e in running}:
-                try:
-                    self.runtime.remove(RunningRef(eid, leftover.ref))
-                except RuntimeFailure:
-                    pass
+            for instruction in self._recovered(execution, leftovers.get(execution.id)):
+                if isinstance(
+                    instruction, lifecycle.Attach
+                ):  # in a worker slot: a stateful actor stays at one
+                    actor = self.store.get_actor(execution.actor_id)
+                    if actor is not None:
+                        pool = self._pool(actor.id)
+                        with pool.wake:
+                            self._spawn(pool, actor, resume=instruction.execution)
+        if remove_strays:  # containers/processes whose execution is not RUNNING: remove
+            ids = {e.id for e in running}
+            for eid, leftover in leftovers.items():
+                if eid not in ids:
+                    try:
+                        self.runtime.remove(RunningRef(eid, leftover.ref))
+                    except RuntimeFailure:
+                        pass
         for actor_id in self.store.queued_actor_ids():
             self.notify(actor_id)
+
+    def _recovered(self, execution: Execution, leftover: Leftover | None) -> list[lifecycle.Instruction]:
+        """Tell the lifecycle what the runtime still has of ``execution``; returns what is left to do."""
+        attached = False
+        if leftover is not None:
+            self._runs[execution.id] = RunningRef(execution.id, leftover.ref)
+            if leftover.started:
+                try:
+                    self._runs[execution.id] = self.runtime.attach(leftover)
+                    attached = True
+                except RuntimeFailure:
+                    pass
+        actor = self.store.get_actor(execution.actor_id)
+        event = lifecycle.Recovered(
+            execution, now(), leftover_started=None if leftover is None else leftover.started,
+            attached=attached, actor_exists=actor is not None, runtime_name=self.runtime.name,
+            max_run_time=self._max_run_time(actor, execution) if actor else None,
+            mem_limit=self._mem_limit(actor) if actor else None,
+        )  # fmt: skip
+        return self._feed(event)
 
     def shutdown(self, grace: float = 5.0) -> None:
         """Stop every worker: running executions are stopped and end ERROR with the reason; queued
@@ -138,18 +279,16 @@ class Dispatcher:
                 for slot in pool.slots.values():
                     slot.stop.set()
                 pool.wake.notify_all()
-        reason = "The service shut down while this execution was running."
-        for pool in pools:
-            for slot in list(pool.slots.values()):
-                eid = slot.worker.current_execution
-                if eid:  # also one whose process is still starting (no RunningRef yet): _supervise honours it
-                    self._stop_reason[eid] = reason
-        for eid, run in list(self._runs.items()):
-            self._stop_reason[eid] = reason
-            try:
-                self.runtime.stop(run, grace=grace)
-            except RuntimeFailure:
-                pass
+        with self._machine:
+            held = list(self.executions.runs)
+        for eid in held:
+            self._feed(lifecycle.StopAsked(eid, Stop.SHUTDOWN, grace))
+            running = self._runs.get(eid)
+            if running is not None:  # at once, rather than at the worker's next tick
+                try:
+                    self.runtime.stop(running, grace=grace)
+                except RuntimeFailure:
+                    pass
         for pool in pools:
             for slot in list(pool.slots.values()):
                 if slot.thread is not None:
@@ -183,12 +322,14 @@ class Dispatcher:
             pool.wake.notify(max(1, queued))
 
     def ensure_workers(self, actor_id: str, num: int) -> tuple[int, int]:
-        """Admin ``POST /workers {num}``: have at least ``num`` workers. Returns (before, after)."""
+        """Admin ``POST /workers {num}``: have at least ``num`` workers. Returns (before, after). While
+        the actor's image is checked (SUBMITTED) they wait, listed as REQUESTED, and start when it is
+        READY, as in Abaco."""
         actor = self.store.get_actor(actor_id)
         pool = self._pool(actor_id)
         with pool.wake:
             before = len(pool.slots)
-            if actor is not None and actor.status == READY:
+            if actor is not None and actor.status in (READY, SUBMITTED):
                 for _ in range(num - before):
                     self._spawn(pool, actor)
             return before, len(pool.slots)
@@ -203,106 +344,204 @@ class Dispatcher:
             pool.wake.notify_all()
         return True
 
-    def stop_actor(self, actor_id: str, reason: str) -> None:
-        """Stop the actor's workers and force-quit what they run (DELETE, or a new revision)."""
+    def stop_actor(self, actor_id: str, why: Stop, keep: int = 0) -> None:
+        """Stop the actor's workers and what they run (DELETE, or a new revision: then ``keep``
+        replacement workers are started at once, waiting for the new image's check)."""
         pool = self._pool(actor_id)
         with pool.wake:
             slots = list(pool.slots.values())
             for slot in slots:
                 slot.stop.set()
             pool.wake.notify_all()
-        for slot in slots:
-            eid = slot.worker.current_execution
-            if eid and not self.cancel(eid, reason):
-                # Claimed but its process is still starting (no RunningRef yet): _supervise honours the
-                # reason on its first slice, so the DELETE neither waits 30 s nor leaves it running.
-                self._stop_reason[eid] = reason
+        with self._machine:
+            held = [eid for eid, run in self.executions.runs.items() if run.execution.actor_id == actor_id]
+        for eid in held:  # also one still starting: the lifecycle honours it once it has started
+            self._feed(lifecycle.StopAsked(eid, why))
         for slot in slots:
             if slot.thread is not None and slot.thread is not threading.current_thread():
                 slot.thread.join(timeout=30)
         with self._lock:
-            self._pools.pop(actor_id, None)
+            if self._pools.get(actor_id) is pool:
+                self._pools.pop(actor_id, None)
+        if keep:
+            actor = self.store.get_actor(actor_id)
+            if actor is not None:
+                self.ensure_workers(actor_id, keep)
 
     def _spawn(self, pool: _Pool, actor: Actor, resume: Execution | None = None) -> None:
         worker = Worker(
             id=new_id(), actor_id=actor.id, status=WORKER_READY, image=actor.reg.image, create_time=now()
         )
+        if actor.status == SUBMITTED:
+            worker.status = WORKER_REQUESTED
         if resume is not None:  # a re-attached execution keeps this worker busy until it ends
             worker.status, worker.current_execution = WORKER_BUSY, resume.id
         slot = _WorkerSlot(worker, resume=resume)
         pool.slots[worker.id] = slot
-        self.store.put_worker(worker)
+        self._put_worker(worker)
         slot.thread = threading.Thread(
             target=self._work, args=(pool, slot), name=f"worker-{actor.id}-{worker.id}", daemon=True
         )
         slot.thread.start()
 
+    def _put_worker(self, worker: Worker) -> None:
+        """Worker rows are for display: a store that refuses them now does not stop the worker."""
+        try:
+            self.store.put_worker(worker)
+        except StoreUnavailable as exc:
+            log.debug("worker %s not recorded: %s", worker.id, exc)
+
     def _work(self, pool: _Pool, slot: _WorkerSlot) -> None:
         worker = slot.worker
         idle_since = time.monotonic()
+        failures = 0
         try:
             if slot.resume is not None:
-                self._resupervise(slot.resume)
+                self._supervise_again(slot.resume)
                 worker.status, worker.current_execution = WORKER_READY, None
                 worker.last_execution_time = now()
-                self.store.put_worker(worker)
+                self._put_worker(worker)
             while not slot.stop.is_set() and not self._closing.is_set():
-                actor = self.store.get_actor(pool.actor_id)
-                if actor is None or actor.status != READY:
-                    break
-                execution = self.store.claim_next(actor.id, worker.id, now())
-                if execution is None:
-                    with pool.wake:
-                        if slot.stop.is_set():
-                            break
-                        extra = len(pool.slots) > 1
-                        if extra and time.monotonic() - idle_since > self.config.worker_idle_seconds:
-                            break
-                        pool.wake.wait(timeout=5.0)
-                    continue
-                worker.status, worker.current_execution = WORKER_BUSY, execution.id
-                self.store.put_worker(worker)
                 try:
-                    self._run(actor, execution, worker)
-                except Exception as exc:  # a bug must not kill the worker or lose the execution
-                    log.exception("execution %s failed inside the service", execution.id)
-                    engine.finish_error(
-                        execution, f"Internal error while running the execution: {exc}", now()
-                    )
-                    self.store.finish_execution(execution, None, None)
-                    self.announce(execution)
-                worker.status, worker.current_execution = WORKER_READY, None
-                worker.last_execution_time = now()
-                self.store.put_worker(worker)
-                idle_since = time.monotonic()
+                    ran = self._work_once(pool, slot)
+                    failures = 0
+                except StoreUnavailable as exc:  # locked or full: wait and try again, never die
+                    log.warning("worker %s: %s; retrying", worker.id, exc.message)
+                    self._closing.wait(lifecycle.backoff(failures))
+                    failures += 1
+                    continue
+                except Exception:  # a bug must not kill the worker
+                    log.exception("worker %s failed; going on", worker.id)
+                    self._closing.wait(lifecycle.backoff(failures))
+                    failures += 1
+                    continue
+                if ran is None:
+                    break
+                if ran:
+                    idle_since = time.monotonic()
+                    continue
+                with pool.wake:
+                    if slot.stop.is_set():
+                        break
+                    extra = len(pool.slots) > 1
+                    if extra and time.monotonic() - idle_since > self.config.worker_idle_seconds:
+                        break
+                    pool.wake.wait(timeout=5.0)
         finally:
             with pool.wake:
                 pool.slots.pop(worker.id, None)
-            self.store.delete_worker(worker.id)
+            try:
+                self.store.delete_worker(worker.id)
+            except StoreUnavailable:
+                pass
+
+    def _work_once(self, pool: _Pool, slot: _WorkerSlot) -> bool | None:
+        """Claim and run one message: True when one ran, False when there was nothing to do (wait),
+        None when this worker should stop (the actor is gone or in ERROR)."""
+        worker = slot.worker
+        actor = self.store.get_actor(pool.actor_id)
+        if actor is None or actor.status not in (READY, SUBMITTED):
+            return None
+        if actor.status == SUBMITTED:  # asked for while the image is checked: wait for READY
+            return False
+        if worker.status == WORKER_REQUESTED:
+            worker.status = WORKER_READY
+            self._put_worker(worker)
+        if self._runtime_down.is_set() and not self._probe():
+            return False  # messages stay queued while the runtime does not answer
+        at = now()
+        execution = self.store.claim_next(actor.id, lambda e: lifecycle.claim(e, worker.id, at))
+        if execution is None:
+            return False
+        worker.status, worker.current_execution = WORKER_BUSY, execution.id
+        self._put_worker(worker)
+        try:
+            self._run(actor, execution, worker)
+        except Exception as exc:  # a bug must not kill the worker or leave the execution RUNNING
+            log.exception("execution %s failed inside the service", execution.id)
+            self._feed(lifecycle.Failed(execution.id, str(exc), now()))
+        worker.status, worker.current_execution = WORKER_READY, None
+        worker.last_execution_time = now()
+        self._put_worker(worker)
+        return True
+
+    def _probe(self) -> bool:
+        """Does the runtime answer again? Also carries out the removals it missed."""
+        try:
+            self.runtime.find_leftovers(self.service_id)
+        except RuntimeUnreachable:
+            return False
+        self._runtime_down.clear()
+        self._retry_removals()
+        return True
 
     # -- one execution ------------------------------------------------------------------------------
 
-    def cancel(self, execution_id: str, reason: str = "Force quit requested by the user.") -> bool:
-        """Force-quit a running execution; returns False when it is not running here."""
-        run = self._runs.get(execution_id)
-        if run is None:
-            return False
-        self._stop_reason[execution_id] = reason
+    def cancel(self, execution_id: str, why: Stop = Stop.USER) -> bool:
+        """Force-quit an execution a worker holds (starting or running); False when none holds it."""
+        with self._machine:
+            if self.executions.get(execution_id) is None:
+                return False
+        self._feed(lifecycle.StopAsked(execution_id, why))
         return True
+
+    def drop(self, execution: Execution, why: str) -> None:
+        """A queued execution left its mailbox without running: it ends ERROR, waiters are woken."""
+        self._feed(lifecycle.Dropped(execution, why, now()))
 
     def live_logs(self, execution_id: str) -> str | None:
         """The logs of a running execution straight from the runtime (None when not running here)."""
-        run = self._runs.get(execution_id)
-        if run is None:
+        running = self._runs.get(execution_id)
+        if running is None:
             return None
         try:
-            return engine.truncate_logs(self.runtime.logs(run))
+            return engine.truncate_logs(self.runtime.logs(running))
         except RuntimeFailure:
             return None
 
     def _run(self, actor: Actor, execution: Execution, worker: Worker) -> None:
-        started = now()
-        expires = started + (self._max_run_time(actor, execution) or self.config.max_run_time or 86400) + 600
+        left = self._feed(lifecycle.Claimed(
+            execution, now(), self._max_run_time(actor, execution), self._mem_limit(actor),
+            runtime_unreachable=self._runtime_down.is_set(),
+        ))  # fmt: skip
+        if not any(isinstance(i, lifecycle.StartRuntime) for i in left):
+            return
+        binary_path = None
+        collector = None
+        try:
+            try:
+                spec, binary_path, collector = self._prepare(actor, execution, worker)
+            except (OSError, StoreUnavailable) as exc:  # before the runtime saw it: it goes back
+                self._close(collector)
+                self._feed(lifecycle.StartFailed(execution.id, str(exc), now(), ran=False))
+                return
+            try:
+                running = self.runtime.start(spec)
+            except RuntimeFailure as exc:
+                unreachable = isinstance(exc, RuntimeUnreachable)
+                if unreachable:
+                    self._runtime_down.set()
+                left = self._feed(lifecycle.StartFailed(execution.id, str(exc), now(), unreachable))
+                if unreachable:  # it may exist: ask the runtime once it answers
+                    self._reconcile_one(execution.id, actor, collector)
+                    collector = None
+                return
+            self._runs[execution.id] = running
+            self._feed(lifecycle.Started(execution.id, running.ref, now()))
+            self._supervise(actor, execution.id, running, collector)
+            collector = None
+        finally:
+            self._close(collector)
+            if binary_path:
+                try:
+                    os.unlink(binary_path)
+                except FileNotFoundError:
+                    pass
+
+    def _prepare(
+        self, actor: Actor, execution: Execution, worker: Worker
+    ) -> tuple[RunSpec, str | None, ResultCollector]:
+        expires = now() + (self._max_run_time(actor, execution) or self.config.max_run_time or 86400) + 600
         token = self.tokens.issue(actor.id, execution.id, expires) if actor.reg.token else ""
         api_server, api_socket = self._api_server_for_runtime()
         env = engine.execution_environment(
@@ -316,112 +555,137 @@ class Dispatcher:
             with open(binary_path, "wb") as f:
                 f.write(payload)
             os.chmod(binary_path, 0o444)
-        collector = ResultCollector(
-            os.path.join(self.sock_dir, f"{execution.id}.sock"),
-            lambda frames: self.store.add_results(execution.id, frames, now()),
-        )
+        collector = self._collector(execution.id)
         spec = RunSpec(
             execution_id=execution.id, actor_id=actor.id, worker_id=worker.id, image=actor.reg.image,
             environment=env, service_id=self.service_id, binary_path=binary_path,
             results_socket=collector.path, api_socket=api_socket,
-            mem_limit=actor.reg.mem_limit or self.config.default_mem_limit,
-            max_cpus=actor.reg.max_cpus or self.config.default_max_cpus,
-            network=self.config.container_network, privileged=actor.reg.privileged and self.config.allow_privileged,
+            mem_limit=self._mem_limit(actor), max_cpus=actor.reg.max_cpus or self.config.default_max_cpus,
+            network=self.config.container_network,
+            privileged=actor.reg.privileged and self.config.allow_privileged,
         )  # fmt: skip
-        try:
-            try:
-                run = self.runtime.start(spec)
-            except RuntimeFailure as exc:
-                collector.close()
-                engine.finish_error(execution, f"The execution could not start: {exc}", now())
-                self.store.finish_execution(execution, None, None)
-                self.announce(execution)
-                return
-            execution.runtime_ref = run.ref
-            self.store.update_execution(execution)
-            self._runs[execution.id] = run
-            self._supervise(actor, execution, run, collector)
-        finally:
-            if binary_path:
+        return spec, binary_path, collector
+
+    def _collector(self, execution_id: str) -> ResultCollector:
+        def store_results(frames: list[bytes]) -> None:
+            for attempt in range(1000):  # a refusing store: retry (the socket buffers meanwhile)
                 try:
-                    os.unlink(binary_path)
-                except FileNotFoundError:
-                    pass
+                    self.store.add_results(execution_id, frames, now())
+                    return
+                except StoreUnavailable as exc:
+                    if self._closing.is_set() and attempt >= 3:
+                        log.warning("results of %s lost at shutdown: %s", execution_id, exc)
+                        return
+                    self._pause(lifecycle.backoff(attempt))
+
+        return ResultCollector(os.path.join(self.sock_dir, f"{execution_id}.sock"), store_results)
+
+    @staticmethod
+    def _close(collector: ResultCollector | None) -> None:
+        if collector is not None:
+            collector.close()
+
+    def _mem_limit(self, actor: Actor) -> str | None:
+        return actor.reg.mem_limit or self.config.default_mem_limit
 
     def _max_run_time(self, actor: Actor, execution: Execution) -> int | None:
         return execution.max_run_time or actor.reg.max_run_time or self.config.max_run_time or None
 
-    def _supervise(
-        self, actor: Actor, execution: Execution, run: RunningRef, collector: ResultCollector | None
-    ) -> None:
-        """Wait for the end while writing partial logs and honouring force-quit and max_run_time."""
-        started = execution.start_time or now()
-        max_run_time = self._max_run_time(actor, execution)
-        next_logs = time.monotonic() + LIVE_LOG_INTERVAL
-        stopped_because = ""
-        info: ExitInfo | None = None
-        try:
-            while info is None:
-                info = self.runtime.wait(run, WAIT_SLICE)
-                if info is not None:
-                    break
-                reason = self._stop_reason.get(execution.id) or engine.stop_reason(
-                    execution, started, now(), max_run_time
-                )
-                if reason and not stopped_because:
-                    stopped_because = reason
-                    self.runtime.stop(run, grace=10.0)
-                if time.monotonic() >= next_logs:
-                    self.store.set_logs(execution.id, engine.truncate_logs(self.runtime.logs(run)), None)
-                    next_logs = time.monotonic() + LIVE_LOG_INTERVAL
-            logs = engine.truncate_logs(self.runtime.logs(run))
-        except RuntimeFailure as exc:
-            logs, info = None, None
-            stopped_because = f"The runtime failed while supervising the execution: {exc}"
-        finally:
-            if collector is not None:
-                collector.close()
-            self._runs.pop(execution.id, None)
-        finished = now()
-        shutdown_reason = self._stop_reason.pop(execution.id, "")
-        if info is None:
-            engine.finish_error(execution, stopped_because, finished)
-        elif shutdown_reason.startswith("The service shut down"):
-            engine.finish_error(execution, shutdown_reason, finished)
-        else:
-            engine.finish_complete(
-                execution, exit_code=info.exit_code, final_state=info.final_state, cpu=info.cpu, io=info.io,
-                finished=finished, status_message=stopped_because,
-            )  # fmt: skip
-        expiry = engine.log_expiry(actor.reg.log_ex, self.config.log_ex, self.config.log_ex_limit, finished)
-        self.store.finish_execution(execution, logs, expiry)
-        try:
-            self.runtime.remove(run)
-        except RuntimeFailure:
-            log.warning("could not remove the runtime resources of %s", execution.id)
-        self.announce(execution)
+    def _reconcile_one(self, execution_id: str, actor: Actor, collector: ResultCollector | None) -> None:
+        """The runtime did not answer while starting: wait until it does, then let the lifecycle
+        decide from what it has (requeue, supervise, or ERROR)."""
+        attempt = 0
+        while True:
+            if self._closing.wait(lifecycle.backoff(attempt)) and attempt > 3:
+                self._close(collector)  # left RUNNING: the next start reconciles it
+                return
+            attempt += 1
+            try:
+                leftovers = [
+                    lo
+                    for lo in self.runtime.find_leftovers(self.service_id)
+                    if lo.execution_id == execution_id
+                ]
+            except RuntimeUnreachable:
+                continue
+            self._runtime_down.clear()
+            self._retry_removals()
+            with self._machine:
+                run = self.executions.get(execution_id)
+            if run is None:
+                self._close(collector)
+                return
+            left = self._recovered(run.execution, leftovers[0] if leftovers else None)
+            if any(isinstance(i, lifecycle.Attach) for i in left):
+                running = self._runs[execution_id]
+                self._supervise(actor, execution_id, running, collector)
+            else:
+                self._close(collector)
+            return
 
-    def _resupervise(self, execution: Execution) -> None:
+    def _supervise(
+        self, actor: Actor, execution_id: str, running: RunningRef, collector: ResultCollector | None
+    ) -> None:
+        """Wait for the end in short slices, writing partial logs; each slice is a Tick, so the
+        lifecycle can stop it (force-quit, max_run_time, shutdown)."""
+        next_logs = time.monotonic() + LIVE_LOG_INTERVAL
+        unreachable = 0
+        try:
+            while True:
+                try:
+                    info = self.runtime.wait(running, WAIT_SLICE)
+                    if info is None:
+                        self._feed(lifecycle.Tick(execution_id, now()))
+                        if time.monotonic() >= next_logs:
+                            next_logs = time.monotonic() + LIVE_LOG_INTERVAL
+                            self._partial_logs(execution_id, running)
+                        unreachable = 0
+                        continue
+                    logs = engine.truncate_logs(self.runtime.logs(running))
+                except RuntimeUnreachable as exc:  # keep it; read its real exit once the runtime answers
+                    self._runtime_down.set()
+                    self._feed(lifecycle.Unreachable(execution_id, str(exc), unreachable))
+                    unreachable += 1
+                    continue
+                except RuntimeFailure as exc:
+                    self._close(collector)
+                    collector = None
+                    self._feed(lifecycle.Lost(execution_id, str(exc), now()))
+                    return
+                self._runtime_down.clear()
+                self._close(collector)  # every result sent before the exit is stored first
+                collector = None
+                finished = now()
+                expiry = engine.log_expiry(
+                    actor.reg.log_ex, self.config.log_ex, self.config.log_ex_limit, finished
+                )
+                oom = bool((info.final_state or {}).get("OOMKilled"))
+                self._feed(lifecycle.Exited(
+                    execution_id, info.exit_code, info.final_state, info.cpu, info.io, logs, expiry,
+                    finished, oom,
+                ))  # fmt: skip
+                return
+        finally:
+            self._close(collector)
+
+    def _partial_logs(self, execution_id: str, running: RunningRef) -> None:
+        try:
+            self.store.set_logs(execution_id, engine.truncate_logs(self.runtime.logs(running)), None)
+        except StoreUnavailable:
+            pass  # partial logs only: the final ones are retried until stored
+
+    def _supervise_again(self, execution: Execution) -> None:
         """Keep supervising an execution a previous run of the service started (docker only)."""
         actor = self.store.get_actor(execution.actor_id)
-        run = self._runs.get(execution.id)
-        if run is None:
-            return
-        if actor is None:
-            self.runtime.stop(run, grace=1.0)
-            engine.finish_error(execution, "The actor was deleted while the service was down.", now())
-            self.store.finish_execution(execution, None, None)
-            self.announce(execution)
+        running = self._runs.get(execution.id)
+        if running is None or actor is None:
             return
         collector = None
-        sock = os.path.join(self.sock_dir, f"{execution.id}.sock")
         try:  # rebind the results socket at the same path, so later datagrams still arrive
-            collector = ResultCollector(
-                sock, lambda frames: self.store.add_results(execution.id, frames, now())
-            )
+            collector = self._collector(execution.id)
         except OSError:
             collector = None
-        self._supervise(actor, execution, run, collector)
+        self._supervise(actor, execution.id, running, collector)
 
     # -- completion ---------------------------------------------------------------------------------
 
@@ -454,3 +718,10 @@ class Dispatcher:
                 if done or remaining <= 0:
                     return done
                 self._finished.wait(timeout=min(remaining, 5.0))
+
+
+def _about(instruction: object) -> str:
+    execution = getattr(instruction, "execution", None)
+    if execution is not None:
+        return str(execution.id)
+    return str(getattr(instruction, "execution_id", ""))

@@ -1,9 +1,9 @@
 """The service's decisions, as plain functions over plain data.
 
 What a message body means, what environment an execution sees, how many workers an actor should
-have, what status an execution ends in, what to do with work a crash interrupted: all decided here,
-with no Docker, HTTP or SQLite, so tests drive every rule directly. ``dispatcher`` and ``service``
-carry the decisions out.
+have, how long logs are kept: all decided here, with no Docker, HTTP or SQLite, so tests drive every
+rule directly. What status an execution ends in, and what to do with work a crash or an outage
+interrupted, is ``lifecycle``'s state machine. ``dispatcher`` and ``service`` carry the decisions out.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 from . import environment
 from .cron import CRON_EXECUTOR
 from .errors import AbacoError, TooLarge
-from .models import COMPLETE, ERROR, Actor, Execution
+from .models import Actor, Execution
 
 CT_STR, CT_JSON, CT_BINARY = "str", "application/json", "application/octet-stream"
 LOG_LIMIT = 1_000_000
@@ -151,41 +151,6 @@ def target_workers(stateless: bool, max_workers: int, queue_length: int, busy: i
     return max(1, min(max_workers, busy + queue_length))
 
 
-def finish_complete(execution: Execution, *, exit_code: int | str, final_state: dict[str, Any],
-                    cpu: int, io: int, finished: float, status_message: str = "") -> Execution:  # fmt: skip
-    """A container that ran and exited ends COMPLETE whatever its exit code (as in Abaco; clients
-    tell failure by ``exit_code``), with ``runtime`` in whole seconds."""
-    execution.status = COMPLETE
-    execution.exit_code = exit_code
-    execution.final_state = final_state
-    execution.cpu = cpu
-    execution.io = io
-    execution.finish_time = finished
-    started = execution.start_time or finished
-    execution.runtime = max(0, int(round(finished - started)))
-    execution.status_message = status_message
-    return execution
-
-
-def finish_error(execution: Execution, reason: str, finished: float) -> Execution:
-    """The service, not the actor, failed this execution: ERROR with the reason."""
-    execution.status = ERROR
-    execution.status_message = reason
-    execution.finish_time = finished
-    if execution.start_time is not None:
-        execution.runtime = max(0, int(round(finished - execution.start_time)))
-    return execution
-
-
-def stop_reason(execution: Execution, started: float, now: float, max_run_time: int | None) -> str | None:
-    """Why a running execution must be stopped now, or None to let it run."""
-    if execution.cancel_requested:
-        return "Force quit requested by the user."
-    if max_run_time is not None and max_run_time > 0 and now - started > max_run_time:
-        return f"Stopped: the execution ran longer than max_run_time ({max_run_time} s)."
-    return None
-
-
 def truncate_logs(text: str, limit: int = LOG_LIMIT) -> str:
     """Abaco's log limit: at most ``limit`` characters, with a marker saying so. Unlike Abaco, which
     keeps the head, we keep the head and the tail (half each): a failure's traceback is at the end."""
@@ -199,42 +164,3 @@ def log_expiry(actor_log_ex: int | None, default: int, limit: int, now: float) -
     """When an execution's logs expire: the actor's ``log_ex`` clamped to ``limit``, else ``default``."""
     seconds = min(actor_log_ex, limit) if actor_log_ex else default
     return now + seconds
-
-
-@dataclass
-class Recovery:
-    """What a restarted service does with executions a crash left RUNNING."""
-
-    reattach: list[tuple[Execution, str]]  # (execution, runtime ref) still alive in the runtime
-    fail: list[Execution]  # gone: end ERROR with a reason
-    requeue: list[Execution]  # never started: safe to run, first in its mailbox
-
-
-INTERRUPTED = (
-    "Interrupted: the service stopped while this execution was running and its {what} was gone "
-    "on restart; the message was not run again, to avoid running it twice."
-)
-
-
-def plan_recovery(
-    running: list[Execution],
-    alive: dict[str, str],
-    runtime_name: str,
-    never_started: frozenset[str] = frozenset(),
-) -> Recovery:
-    """Executions still alive in the runtime are supervised again; those whose container was created
-    but never started go back to the head of their mailbox (they have not run, so running them is not
-    a repeat); the rest end ERROR. We do not re-run interrupted messages: a container may have had side
-    effects before the crash."""
-    what = "container" if runtime_name == "docker" else "process"
-    plan = Recovery(reattach=[], fail=[], requeue=[])
-    for execution in running:
-        ref = alive.get(execution.id)
-        if execution.id in never_started:
-            plan.requeue.append(execution)
-        elif ref is not None:
-            plan.reattach.append((execution, ref))
-        else:
-            execution.status_message = INTERRUPTED.format(what=what)
-            plan.fail.append(execution)
-    return plan

@@ -52,3 +52,11 @@ class TooLarge(AbacoError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"Request body too large: the maximum is {limit} bytes.", 413)
+
+
+class StoreUnavailable(AbacoError):
+    """The database cannot be read or written now: locked by another process (503) or its disk is
+    full (507). Nothing was changed; the request can be sent again. Workers retry these with backoff."""
+
+    def __init__(self, message: str, status: int = 503) -> None:
+        super().__init__(message, status)

@@ -245,7 +245,6 @@ class Execution:
     final_state: dict[str, Any] | None = None
     status_message: str = ""
     runtime_ref: str | None = None  # container id / pid, for recovery after a crash
-    cancel_requested: bool = False
     max_run_time: int | None = None
 
     def display(self, api_server: str) -> dict[str, Any]:

@@ -14,17 +14,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
-from . import engine, privilege
+from . import engine, lifecycle, privilege
 from .access_control import Access
 from .actor_configs import ActorConfigs
 from .automation import Automation
 from .dispatcher import Dispatcher
-from .errors import AbacoError, NotFound
+from .errors import AbacoError, NotFound, StoreUnavailable
 from .ids import new_id, now
+from .lifecycle import Stop
 from .models import (
     COMPLETE,
     ERROR,
     READY,
+    RUNNING,
+    SHUTTING_DOWN,
     SUBMITTED,
     Actor,
     Execution,
@@ -131,7 +134,7 @@ class Service:
         nothing queued or running for ``executor_idle_seconds``: the seed's promised idle clean-up."""
         removed = []
         for actor in self.store.list_actors():
-            if EXECUTOR_HINT not in actor.reg.hints or actor.status == "SHUTTING_DOWN":
+            if EXECUTOR_HINT not in actor.reg.hints or actor.status == SHUTTING_DOWN:
                 continue
             active, last = self.store.actor_activity(actor.id)
             idle_since = max(last or 0.0, actor.last_update_time or 0.0, actor.create_time or 0.0)
@@ -164,14 +167,23 @@ class Service:
             check = self.runtime.check_image(actor.reg.image, pull=pull)
         except Exception as exc:
             check = ImageCheck(False, f"Checking the image failed: {exc}")
-        actor = self.store.get_actor(actor_id)
-        if actor is None or actor.revision != revision:
-            return
-        before = actor.status
-        actor.status = READY if check.ok else ERROR
-        actor.status_message = "" if check.ok else check.message
-        if not self.store.set_actor_status(actor_id, revision, actor.status, actor.status_message):
-            return  # deleted or updated to a new revision meanwhile
+        attempt = 0
+        while True:  # a locked or full database: the outcome waits, it is not lost
+            try:
+                actor = self.store.get_actor(actor_id)
+                if actor is None or actor.revision != revision:
+                    return
+                before = actor.status
+                actor.status = READY if check.ok else ERROR
+                actor.status_message = "" if check.ok else check.message
+                if not self.store.set_actor_status(actor_id, revision, actor.status, actor.status_message):
+                    return  # deleted or updated to a new revision meanwhile
+                break
+            except StoreUnavailable as exc:
+                if self._janitor_stop.wait(lifecycle.backoff(attempt)):
+                    return
+                attempt += 1
+                log.warning("image check of %s not stored yet: %s", actor_id, exc.message)
         self.automation.actor_checked(actor, before)
         if check.ok:
             self.dispatcher.notify(actor_id)
@@ -229,29 +241,35 @@ class Service:
             actor.status_message = ""
         self.store.put_actor(actor)
         self.automation.saved(actor)
-        if new_revision:
-            self.dispatcher.stop_actor(actor_id, "Stopped: the actor was updated to a new revision.")
+        if new_revision:  # its replacement worker is listed at once and starts when the image is READY
+            self.dispatcher.stop_actor(actor_id, Stop.REVISION, keep=1)
             self._preparing.submit(self._prepare, actor.id, actor.revision, True)
         return actor
 
     def delete(self, actor_id: str) -> None:
         actor = self.get_actor(actor_id)
-        actor.status = "SHUTTING_DOWN"
+        actor.status = SHUTTING_DOWN
         self.store.put_actor(actor)
-        self.dispatcher.stop_actor(actor_id, "Stopped: the actor was deleted.")
+        self.dispatcher.stop_actor(actor_id, Stop.DELETED)
         for eid in self.store.delete_actor(actor_id):
             execution = self.store.get_execution(eid)
             if execution is not None:
-                engine.finish_error(execution, "The actor was deleted before this message ran.", now())
-                self.store.finish_execution(execution, None, None)
+                self.dispatcher.drop(execution, lifecycle.DELETED_QUEUED)
 
     # -- messages -----------------------------------------------------------------------------------
 
     def send(
         self, actor_id: str, content_type: str | None, body: bytes, query: dict[str, list[str]], sender: str
     ) -> tuple[Execution, engine.Message]:
-        """Accept a message: committed (execution SUBMITTED + mailbox entry) before this returns."""
+        """Accept a message: committed (execution SUBMITTED + mailbox entry) before this returns. An
+        actor in ERROR refuses it (400 with the actor's status message): it could not run it, and a
+        PUT that makes it READY runs what was queued before the error."""
         actor = self.get_actor(actor_id)
+        if actor.status == ERROR:
+            raise AbacoError(
+                f"Actor {actor_id} is in ERROR status and does not take messages: {actor.status_message} "
+                "Update the actor (PUT) to try again."
+            )
         message = engine.classify_message(content_type, body, query, self.config.max_body_bytes)
         environment = engine.query_environment(query)
         timeout = (query.get("_abaco_nb_timeout") or [""])[-1]
@@ -273,15 +291,13 @@ class Service:
         self.get_actor(actor_id)
         dropped = self.store.drop_queued(actor_id)
         for eid in dropped:
-            self._cancel_queued(eid, "Purged from the mailbox before it ran.")
+            self._cancel_queued(eid, lifecycle.PURGED)
         return len(dropped)
 
     def _cancel_queued(self, execution_id: str, reason: str) -> None:
         execution = self.store.get_execution(execution_id)
         if execution is not None and execution.status == SUBMITTED:
-            engine.finish_error(execution, reason, now())
-            self.store.finish_execution(execution, None, None)
-            self.dispatcher.announce(execution)
+            self.dispatcher.drop(execution, reason)
 
     # -- executions ---------------------------------------------------------------------------------
 
@@ -302,9 +318,9 @@ class Service:
         execution = self.get_execution(actor_id, execution_id)
         if execution.status == SUBMITTED:
             if self.store.drop_queued(actor_id, execution_id):
-                self._cancel_queued(execution_id, "Cancelled by the user before it started.")
+                self._cancel_queued(execution_id, lifecycle.CANCELLED_QUEUED)
                 return f"Cancelled queued execution {execution_id}."
-        if execution.status != "RUNNING" or not self.dispatcher.cancel(execution_id):
+        if execution.status != RUNNING or not self.dispatcher.cancel(execution_id):
             raise AbacoError(
                 f"Cannot force quit an execution not in RUNNING status. Execution {execution_id} is "
                 f"{execution.status}."
@@ -313,7 +329,7 @@ class Service:
 
     def logs(self, actor_id: str, execution_id: str) -> str:
         execution = self.get_execution(actor_id, execution_id)
-        if execution.status == "RUNNING":
+        if execution.status == RUNNING:
             live = self.dispatcher.live_logs(execution_id)
             if live is not None:
                 return live
@@ -388,7 +404,7 @@ class Service:
 
     def add_workers(self, actor_id: str, num: int) -> str:
         actor = self.get_actor(actor_id)
-        if actor.status != READY:
+        if actor.status not in (READY, SUBMITTED):  # SUBMITTED: they start when the image check ends
             raise AbacoError(f"Actor {actor_id} is {actor.status}; workers start once it is READY.")
         before, after = self.dispatcher.ensure_workers(actor_id, num)
         if after == before:

@@ -7,12 +7,21 @@ committed before the POST returns, and claiming a message (mailbox entry removed
 never both and never lost. ``synchronous=NORMAL`` in WAL mode survives a killed process (the
 kernel keeps the written pages); only a power loss could drop the last commits.
 
-Rows keep the dataclasses of ``models`` as JSON plus the columns that queries need.
+Rows keep the dataclasses of ``models`` as JSON plus the columns that queries need. The store holds no
+policy: a claim or a requeue writes the execution that ``lifecycle`` hands it (``claim_next(actor_id,
+decide)``, like ``redeem_nonce(nonce_id, decide)``).
+
+Faults: the busy timeout is short (``busy_timeout``, 2 s), so a database locked by another process,
+or a disk that is full, becomes ``StoreUnavailable`` (503 locked, 507 full, with the path) within
+seconds instead of a request that hangs for 30 s; nothing was written and the caller may try again
+(workers retry with backoff). Reads keep working while another process holds the write lock (WAL).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -22,7 +31,11 @@ from typing import Any
 
 from .access_rules import Alias, Nonce
 from .actor_config_rules import ActorConfig
+from .errors import StoreUnavailable
 from .models import Actor, Execution, Registration, Worker
+
+log = logging.getLogger("abaco_nb.service")
+BUSY_TIMEOUT = 2.0  # seconds a write waits for another process's lock before StoreUnavailable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actors (
@@ -73,32 +86,83 @@ def _actor_from_json(text: str) -> Actor:
     return Actor(**data)
 
 
+_EXECUTION_FIELDS = frozenset(Execution.__dataclass_fields__)
+
+
 def _execution_from_json(text: str) -> Execution:
-    return Execution(**json.loads(text))
+    data = json.loads(text)
+    if not _EXECUTION_FIELDS.issuperset(data):  # rows written before a field was dropped
+        data = {k: v for k, v in data.items() if k in _EXECUTION_FIELDS}
+    return Execution(**data)
+
+
+def unavailable(exc: sqlite3.Error | OSError, path: str) -> StoreUnavailable:
+    """What a failed read or write of the database means for the caller, naming the file."""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    text = str(exc).lower()
+    if name.startswith("SQLITE_FULL") or "full" in text or getattr(exc, "errno", None) == errno.ENOSPC:
+        return StoreUnavailable(
+            f"The disk holding the service's database ({path}) is full: nothing was changed. Free "
+            "space on that disk and try again.",
+            507,
+        )
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return StoreUnavailable(
+            f"The service's database ({path}) is locked by another process: nothing was changed. "
+            "Try again shortly.",
+            503,
+        )
+    return StoreUnavailable(f"The service's database ({path}) cannot be used now: {exc}.", 503)
 
 
 class Store:
     """Thread-safe access to the service's SQLite file (one connection guarded by a lock)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.path = path
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.OperationalError as exc:
+            # A full disk or another process's lock: an existing database still serves reads, and
+            # writes are refused with the reason until the fault goes; a new one cannot start.
+            if not self._has_schema():
+                raise unavailable(exc, path) from exc
+            log.error("%s", unavailable(exc, path).message)
+
+    def _has_schema(self) -> bool:
+        try:
+            row = self._db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name='executions'").fetchone()
+        except sqlite3.Error:
+            return False
+        return bool(row and row[0])
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise unavailable(exc, self.path) from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                raise unavailable(exc, self.path) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -107,7 +171,7 @@ class Store:
     # -- meta -------------------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
-        with self._lock:
+        with self._read():
             row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
@@ -125,12 +189,12 @@ class Store:
                 db.execute("INSERT INTO actors (id, data) VALUES (?, ?)", (actor.id, data))
 
     def get_actor(self, actor_id: str) -> Actor | None:
-        with self._lock:
+        with self._read():
             row = self._db.execute("SELECT data FROM actors WHERE id=?", (actor_id,)).fetchone()
         return _actor_from_json(row[0]) if row else None
 
     def list_actors(self) -> list[Actor]:
-        with self._lock:
+        with self._read():
             rows = self._db.execute("SELECT data FROM actors ORDER BY seq").fetchall()
         return [_actor_from_json(r[0]) for r in rows]
 
@@ -196,8 +260,9 @@ class Store:
                 (execution.actor_id, execution.id),
             )
 
-    def claim_next(self, actor_id: str, worker_id: str, start_time: float) -> Execution | None:
-        """Take the oldest queued message of the actor and mark its execution RUNNING, atomically."""
+    def claim_next(self, actor_id: str, decide: Callable[[Execution], Execution]) -> Execution | None:
+        """Take the oldest queued message of the actor and write the execution ``decide``
+        (``lifecycle.claim``) makes of it, in one transaction. None when the mailbox is empty."""
         with self._tx() as db:
             row = db.execute(
                 "SELECT seq, execution_id FROM mailbox WHERE actor_id=? ORDER BY seq LIMIT 1", (actor_id,)
@@ -206,17 +271,12 @@ class Store:
                 return None
             db.execute("DELETE FROM mailbox WHERE seq=?", (row[0],))
             data = db.execute("SELECT data FROM executions WHERE id=?", (row[1],)).fetchone()
-            execution = _execution_from_json(data[0])
-            execution.status = "RUNNING"
-            execution.worker_id = worker_id
-            execution.start_time = start_time
+            execution = decide(_execution_from_json(data[0]))
             self._write_execution(db, execution)
         return execution
 
     def requeue_first(self, execution: Execution) -> None:
-        """Put a claimed execution that never started back at the head of its mailbox, SUBMITTED."""
-        execution.status, execution.worker_id, execution.start_time = "SUBMITTED", None, None
-        execution.runtime_ref = None
+        """Write ``execution`` (``lifecycle.requeued``) and put it back at the head of its mailbox."""
         with self._tx() as db:
             self._write_execution(db, execution)
             db.execute(
@@ -249,12 +309,12 @@ class Store:
             self._write_execution(db, execution)
 
     def get_execution(self, execution_id: str) -> Execution | None:
-        with self._lock:
+        with self._read():
             row = self._db.execute("SELECT data FROM executions WHERE id=?", (execution_id,)).fetchone()
         return _execution_from_json(row[0]) if row else None
 
     def list_executions(self, actor_id: str) -> list[Execution]:
-        with self._lock:
+        with self._read():
             rows = self._db.execute(
                 "SELECT data FROM executions WHERE actor_id=? ORDER BY seq", (actor_id,)
             ).fetchall()
@@ -262,7 +322,7 @@ class Store:
 
     def all_executions(self) -> list[Execution]:
         """Every execution, oldest first (search's ``executions`` collection)."""
-        with self._lock:
+        with self._read():
             rows = self._db.execute("SELECT data FROM executions ORDER BY seq").fetchall()
         return [_execution_from_json(r[0]) for r in rows]
 
@@ -276,32 +336,32 @@ class Store:
         if actor_id is not None:
             sql += " AND e.actor_id = ?"
             args += (actor_id,)
-        with self._lock:
+        with self._read():
             rows = self._db.execute(sql + " ORDER BY e.seq", args).fetchall()
         return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
     def executions_with_status(self, status: str) -> list[Execution]:
-        with self._lock:
+        with self._read():
             rows = self._db.execute(
                 "SELECT data FROM executions WHERE status=? ORDER BY seq", (status,)
             ).fetchall()
         return [_execution_from_json(r[0]) for r in rows]
 
     def get_payload(self, execution_id: str) -> bytes | None:
-        with self._lock:
+        with self._read():
             row = self._db.execute(
                 "SELECT body FROM payloads WHERE execution_id=?", (execution_id,)
             ).fetchone()
         return bytes(row[0]) if row else None
 
     def queue_length(self, actor_id: str) -> int:
-        with self._lock:
+        with self._read():
             return int(
                 self._db.execute("SELECT COUNT(*) FROM mailbox WHERE actor_id=?", (actor_id,)).fetchone()[0]
             )
 
     def queued_actor_ids(self) -> list[str]:
-        with self._lock:
+        with self._read():
             return [r[0] for r in self._db.execute("SELECT DISTINCT actor_id FROM mailbox")]
 
     def drop_queued(self, actor_id: str, execution_id: str | None = None) -> list[str]:
@@ -330,7 +390,7 @@ class Store:
             )
 
     def get_logs(self, execution_id: str, now: float) -> str:
-        with self._lock:
+        with self._read():
             row = self._db.execute(
                 "SELECT text, expires FROM logs WHERE execution_id=?", (execution_id,)
             ).fetchone()
@@ -373,7 +433,7 @@ class Store:
 
     def all_results(self, execution_id: str) -> list[bytes]:
         """Every result of an execution, read or not, oldest first (our non-destructive read)."""
-        with self._lock:
+        with self._read():
             rows = self._db.execute(
                 "SELECT body FROM results WHERE execution_id=? ORDER BY seq", (execution_id,)
             ).fetchall()
@@ -384,7 +444,7 @@ class Store:
     def finished_among(self, execution_ids: list[str]) -> list[Execution]:
         """The terminal executions among ``execution_ids``, in one query (a long-poll re-checks often)."""
         found: list[Execution] = []
-        with self._lock:
+        with self._read():
             for start in range(0, len(execution_ids), 500):
                 batch = execution_ids[start : start + 500]
                 marks = ",".join("?" * len(batch))
@@ -404,7 +464,7 @@ class Store:
         if not execution_ids:
             return []
         marks = ",".join("?" * len(execution_ids))
-        with self._lock:
+        with self._read():
             row = self._db.execute(
                 f"SELECT MAX(seq) FROM executions WHERE id IN ({marks})", execution_ids
             ).fetchone()
@@ -419,7 +479,7 @@ class Store:
 
     def actor_activity(self, actor_id: str) -> tuple[int, float | None]:
         """``(executions not yet terminal, time of the newest execution's last event)``."""
-        with self._lock:
+        with self._read():
             active = self._db.execute(
                 "SELECT COUNT(*) FROM executions WHERE actor_id=? AND status NOT IN ('COMPLETE', 'ERROR')",
                 (actor_id,),
@@ -450,7 +510,7 @@ class Store:
             db.execute("DELETE FROM workers WHERE id=?", (worker_id,))
 
     def list_workers(self, actor_id: str | None = None) -> list[Worker]:
-        with self._lock:
+        with self._read():
             if actor_id is None:
                 rows = self._db.execute("SELECT data FROM workers").fetchall()
             else:
@@ -463,7 +523,7 @@ class Store:
             db.execute("DELETE FROM workers")
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
+        with self._read():
             return {
                 "actors": self._db.execute("SELECT COUNT(*) FROM actors").fetchone()[0],
                 "executions": self._db.execute("SELECT COUNT(*) FROM executions").fetchone()[0],
@@ -482,12 +542,12 @@ class Store:
             return cur.rowcount == 1
 
     def get_alias(self, name: str) -> Alias | None:
-        with self._lock:
+        with self._read():
             row = self._db.execute("SELECT data FROM aliases WHERE alias=?", (name,)).fetchone()
         return Alias(**json.loads(row[0])) if row else None
 
     def list_aliases(self) -> list[Alias]:
-        with self._lock:
+        with self._read():
             rows = self._db.execute("SELECT data FROM aliases ORDER BY seq").fetchall()
         return [Alias(**json.loads(r[0])) for r in rows]
 
@@ -514,13 +574,13 @@ class Store:
             )
 
     def get_nonce(self, nonce_id: str) -> Nonce | None:
-        with self._lock:
+        with self._read():
             row = self._db.execute("SELECT data FROM nonces WHERE id=?", (nonce_id,)).fetchone()
         return Nonce(**json.loads(row[0])) if row else None
 
     def list_nonces(self, *, actor_id: str | None = None, alias: str | None = None) -> list[Nonce]:
         """An actor's own nonces (``actor_id``) or an alias's (``alias``), oldest first."""
-        with self._lock:
+        with self._read():
             if alias is not None:
                 rows = self._db.execute("SELECT data FROM nonces WHERE alias=? ORDER BY seq", (alias,))
             else:
@@ -547,7 +607,7 @@ class Store:
 
     def get_permissions(self, kind: str, target: str) -> dict[str, str]:
         """The grants on an actor (``kind="actor"``) or an alias (``"alias"``), in the order made."""
-        with self._lock:
+        with self._read():
             rows = self._db.execute(
                 "SELECT user, level FROM permissions WHERE kind=? AND target=? ORDER BY rowid", (kind, target)
             ).fetchall()
@@ -573,12 +633,12 @@ class Store:
             return cur.rowcount == 1
 
     def get_config(self, name: str) -> ActorConfig | None:
-        with self._lock:
+        with self._read():
             row = self._db.execute("SELECT data FROM actor_configs WHERE name=?", (name,)).fetchone()
         return ActorConfig(**json.loads(row[0])) if row else None
 
     def list_configs(self) -> list[ActorConfig]:
-        with self._lock:
+        with self._read():
             rows = self._db.execute("SELECT data FROM actor_configs ORDER BY seq").fetchall()
         return [ActorConfig(**json.loads(r[0])) for r in rows]
 

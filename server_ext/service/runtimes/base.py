@@ -37,6 +37,12 @@ class RuntimeFailure(Exception):
     """A runtime could not do what was asked; the message is shown to the user as is."""
 
 
+class RuntimeUnreachable(RuntimeFailure):
+    """The runtime did not answer (the Docker engine is down or its socket is cut). Nothing is known
+    about what was asked: the dispatcher keeps the execution and asks again when it answers, instead
+    of deciding that it failed."""
+
+
 @dataclass
 class ImageCheck:
     """Outcome of making an image available: ``ok`` or a status message that says what to do."""
@@ -107,7 +113,9 @@ class Runtime(Protocol):
         ...
 
     def start(self, spec: RunSpec) -> RunningRef:
-        """Start the execution; raise RuntimeFailure with a readable message when it cannot start."""
+        """Start the execution; raise RuntimeFailure with a readable message when it cannot start, and
+        RuntimeUnreachable when the runtime did not answer (it may have created it: see
+        ``find_leftovers``)."""
         ...
 
     def wait(self, run: RunningRef, timeout: float) -> ExitInfo | None:
@@ -127,7 +135,9 @@ class Runtime(Protocol):
         ...
 
     def find_leftovers(self, service_id: str) -> list[Leftover]:
-        """Executions of this service that a previous run started and did not remove."""
+        """Executions of this service that a previous run (or a start the runtime did not answer)
+        started and did not remove, running or not. A ``started`` leftover that is not running
+        still counts: it ran. Raise RuntimeUnreachable when the runtime does not answer."""
         ...
 
     def attach(self, leftover: Leftover) -> RunningRef:

@@ -103,42 +103,6 @@ def test_target_workers(stateless, max_workers, queued, busy, expected):
     assert engine.target_workers(stateless, max_workers, queued, busy) == expected
 
 
-def test_complete_whatever_the_exit_code_with_runtime_in_seconds():
-    e = Execution(id="E", actor_id="A", executor="me", status="RUNNING", message_received_time=0,
-                  content_type="str", start_time=100.0)  # fmt: skip
-    engine.finish_complete(e, exit_code=3, final_state={"ExitCode": 3}, cpu=1, io=2, finished=102.6)
-    assert (e.status, e.exit_code, e.runtime) == ("COMPLETE", 3, 3)
-
-
-def test_stop_reasons():
-    e = Execution(id="E", actor_id="A", executor="me", status="RUNNING", message_received_time=0,
-                  content_type="str")  # fmt: skip
-    assert engine.stop_reason(e, 0, 5, 10) is None
-    assert "max_run_time" in (engine.stop_reason(e, 0, 11, 10) or "")
-    e.cancel_requested = True
-    assert "Force quit" in (engine.stop_reason(e, 0, 1, 10) or "")
-
-
-def test_recovery_reattaches_alive_and_fails_the_rest():
-    a = Execution(
-        id="A", actor_id="X", executor="me", status="RUNNING", message_received_time=0, content_type="str"
-    )
-    b = Execution(
-        id="B", actor_id="X", executor="me", status="RUNNING", message_received_time=0, content_type="str"
-    )
-    plan = engine.plan_recovery([a, b], {"A": "cid"}, "docker")
-    assert [e.id for e, _ in plan.reattach] == ["A"]
-    assert [e.id for e in plan.fail] == ["B"] and "container" in b.status_message
-
-
-def test_recovery_requeues_what_never_started():
-    a = Execution(
-        id="A", actor_id="X", executor="me", status="RUNNING", message_received_time=0, content_type="str"
-    )
-    plan = engine.plan_recovery([a], {}, "docker", frozenset({"A"}))
-    assert plan.requeue == [a] and not plan.fail and not plan.reattach
-
-
 def test_logs_truncated_with_marker():
     assert engine.truncate_logs("abcdef", 4) == "ab\n" + engine.LOG_TRUNCATED.strip() + "\nef"
     assert engine.truncate_logs("abc", 4) == "abc"

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import threading
 
+from server_ext.service import lifecycle
 from server_ext.service.models import Execution
 from server_ext.service.store import Store
+
+
+def _claim(worker: str, at: float):
+    return lambda e: lifecycle.claim(e, worker, at)
 
 
 def _execution(eid: str, actor: str = "A") -> Execution:
@@ -21,10 +26,10 @@ def test_submit_is_durable_and_fifo(tmp_path):
     reopened = Store(str(tmp_path / "db"))  # a new connection sees every commit
     assert reopened.queue_length("A") == 3
     assert reopened.get_payload("E1") == b"payload"
-    claimed = [reopened.claim_next("A", "W", 1.0) for _ in range(3)]
+    claimed = [reopened.claim_next("A", _claim("W", 1.0)) for _ in range(3)]
     assert [c.id for c in claimed if c] == ["E0", "E1", "E2"]
     assert reopened.get_execution("E0").status == "RUNNING"
-    assert reopened.claim_next("A", "W", 1.0) is None
+    assert reopened.claim_next("A", _claim("W", 1.0)) is None
 
 
 def test_concurrent_claims_never_share_a_message(tmp_path):
@@ -35,7 +40,7 @@ def test_concurrent_claims_never_share_a_message(tmp_path):
     lock = threading.Lock()
 
     def worker() -> None:
-        while (e := store.claim_next("A", "W", 1.0)) is not None:
+        while (e := store.claim_next("A", _claim("W", 1.0))) is not None:
             with lock:
                 taken.append(e.id)
 
@@ -51,10 +56,10 @@ def test_requeue_first_goes_to_the_head(tmp_path):
     store = Store(str(tmp_path / "db"))
     for i in range(3):
         store.submit(_execution(f"E{i}"), None)
-    first = store.claim_next("A", "W", 1.0)
+    first = store.claim_next("A", _claim("W", 1.0))
     assert first is not None
-    store.requeue_first(first)
-    again = store.claim_next("A", "W", 2.0)
+    store.requeue_first(lifecycle.requeued(first))
+    again = store.claim_next("A", _claim("W", 2.0))
     assert again is not None and again.id == "E0" and again.start_time == 2.0
 
 
