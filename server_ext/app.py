@@ -26,20 +26,20 @@ from urllib.parse import urlsplit
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from tornado import httpserver, netutil
+from tornado import httpserver
 from traitlets import Bool, Dict, Enum, Float, Int, Unicode, default
 
-from .handlers import JupyterAbacoHandler
+from .jupyter_handlers import JupyterAbacoHandler
 from .proxy import Proxy, RemoteConfig
 from .service.api import Api
 from .service.rest import Request, Response, envelope
 from .service.service import Service
 from .service.settings import ServiceConfig, default_data_dir
 from .standalone import (
+    api_socket_path,
     connection_file_path,
-    make_app,
     remove_connection_file,
-    short_socket_path,
+    serve_api_socket,
     write_connection_file,
 )
 
@@ -243,18 +243,12 @@ class AbacoApp(ExtensionApp):
 
     def _start_service(self) -> Api:
         config = self.service_config()
-        service = Service(config)
+        socket_path = api_socket_path(config)
+        service = Service(config, api_socket=socket_path)
         api = Api(service, case=self.case)
         # Executions call back over a unix socket (bind-mounted into containers), served by the standalone
         # app: it accepts the service token and execution-scoped tokens, nothing from browsers.
-        socket_path = short_socket_path(config.resolved_run_dir(), "api.sock")
-        max_buffer = config.max_body_bytes + 1024 * 1024
-        unix = httpserver.HTTPServer(
-            make_app(api, self.token), max_body_size=max_buffer * 4, max_buffer_size=max_buffer
-        )
-        unix.add_socket(netutil.bind_unix_socket(socket_path, mode=0o666))
-        self._unix_server = unix
-        service.api_socket = socket_path
+        self._unix_server = serve_api_socket(api, self.token, socket_path)
         service.start()
         self.service = service
         self.log.info(

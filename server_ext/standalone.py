@@ -63,6 +63,26 @@ class Running:
     servers: list[httpserver.HTTPServer]
 
 
+def http_server(app: web.Application, config: ServiceConfig) -> httpserver.HTTPServer:
+    """A server whose buffers fit the largest body the service accepts (the handler refuses larger)."""
+    max_buffer = config.max_body_bytes + 1024 * 1024
+    return httpserver.HTTPServer(app, max_body_size=max_buffer * 4, max_buffer_size=max_buffer)
+
+
+def api_socket_path(config: ServiceConfig) -> str:
+    """Where the unix socket that executions call back through lives (bind-mounted into containers)."""
+    return short_socket_path(config.resolved_run_dir(), "api.sock")
+
+
+def serve_api_socket(api: Api, token: str, path: str) -> httpserver.HTTPServer:
+    """Serve the standalone app on the unix socket at ``path``: the service token and execution-scoped
+    tokens only, nothing from browsers. ``abaco-nb serve`` and the Jupyter extension both start it."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    unix = http_server(make_app(api, token), api.service.config)
+    unix.add_socket(netutil.bind_unix_socket(path, mode=0o666))
+    return unix
+
+
 def short_socket_path(run_dir: str, name: str) -> str:
     """AF_UNIX paths must stay under 108 bytes: fall back to a private temp dir when needed."""
     path = os.path.join(run_dir, name)
@@ -78,18 +98,14 @@ def start_server(
 ) -> Running:
     """Start the service and its listeners on the current event loop (call from inside it)."""
     token = token or secrets.token_urlsafe(32)
-    service = Service(config)
+    api_socket = api_socket_path(config)
+    service = Service(config, api_socket=api_socket)
     api = Api(service)
-    app = make_app(api, token)
-    max_buffer = config.max_body_bytes + 1024 * 1024
-    tcp = httpserver.HTTPServer(app, max_body_size=max_buffer * 4, max_buffer_size=max_buffer)
+    tcp = http_server(make_app(api, token), config)
     sockets = netutil.bind_sockets(port, address=host, family=socket.AF_INET)
     tcp.add_sockets(sockets)
     actual_port = sockets[0].getsockname()[1]
-    api_socket = short_socket_path(config.resolved_run_dir(), "api.sock")
-    unix = httpserver.HTTPServer(app, max_body_size=max_buffer * 4, max_buffer_size=max_buffer)
-    unix.add_socket(netutil.bind_unix_socket(api_socket, mode=0o666))
-    service.api_socket = api_socket
+    unix = serve_api_socket(api, token, api_socket)
     service.start()
     url = f"http://{host}:{actual_port}"
     return Running(service, url, token, api_socket, [tcp, unix])

@@ -68,7 +68,9 @@ def make_runtime(config: ServiceConfig) -> Runtime:
 class Service:
     """The Abaco execution service. ``start()`` recovers and begins dispatching; ``close()`` stops."""
 
-    def __init__(self, config: ServiceConfig, runtime: Runtime | None = None) -> None:
+    def __init__(
+        self, config: ServiceConfig, runtime: Runtime | None = None, api_socket: str | None = None
+    ) -> None:
         self.config = config
         os.makedirs(os.path.dirname(os.path.abspath(config.db_path)), exist_ok=True)
         os.makedirs(config.resolved_run_dir(), mode=0o700, exist_ok=True)
@@ -84,7 +86,7 @@ class Service:
         self.service_id = service_id
         self.tokens = TokenBook(bytes.fromhex(secret))
         self.runtime = runtime or make_runtime(config)
-        self.api_socket: str | None = None  # host path of our HTTP unix socket, set by the server
+        self.api_socket = api_socket  # host path of the server's HTTP unix socket, if it serves one
         self.dispatcher = Dispatcher(
             self.store, self.runtime, config, self.tokens, service_id, self._api_for_executions
         )

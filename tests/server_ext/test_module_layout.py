@@ -28,6 +28,19 @@ def test_the_service_side_imports_nothing_from_abaco_nb() -> None:
     assert [m for m in loaded if m == "abaco_nb" or m.startswith("abaco_nb.")] == []
 
 
+def test_abaco_nb_serve_needs_only_tornado() -> None:
+    """``abaco-nb serve`` (cli -> standalone -> handlers) never loads jupyter_server (~42 ms a start)."""
+    loaded = _modules_after("server_ext.cli", "server_ext.standalone", "server_ext.handlers")
+    assert "tornado.web" in loaded
+    assert [m for m in loaded if m.startswith("jupyter_server")] == []
+
+
+def test_proxy_mode_loads_no_service() -> None:
+    loaded = _modules_after("server_ext.proxy")
+    assert "server_ext.service.rest" in loaded
+    assert "server_ext.service.service" not in loaded and "server_ext.service.store" not in loaded
+
+
 # -- the import graph: no cycles ---------------------------------------------------------------------------
 
 PACKAGES = ("server_ext", "abaco_nb")
