@@ -17,7 +17,9 @@ Every call of the chunk gets its own result **frame**: ``MAGIC``, a 4-byte heade
 (or of the error: type, message, remote traceback, the pickled exception when it pickles). Values larger
 than one datagram are split into parts of ``PART_BYTES`` (below real Abaco's 128 KiB frame truncation),
 so results of tens of MB travel over the same results socket; past ``max_result_bytes()`` the call gets a
-``ResultTooLarge`` error frame instead.
+``ResultTooLarge`` error frame instead. When the message says ``batch`` (this kernel's executor does),
+small results travel together in **batch frames** (header ``{"b": [[index, kind, size], ...]}`` then the
+bodies), so a 1,000-call chunk is a few datagrams; see :class:`_Batcher`.
 
 The runner keeps its own small I/O (read the message file, send datagrams) instead of importing
 ``abaco_nb.actors``: that module pulls in ``http.client`` and costs ~35 ms per execution, which is most
@@ -33,6 +35,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -41,6 +44,9 @@ PROTOCOL = 1
 MARKER = "_abaco_nb"
 MAGIC = b"\x00ABNB\x01"
 PART_BYTES = 120_000  # below real Abaco's 128 KiB results-frame truncation and Linux's ~212 KB datagram
+BATCH_BODY_BYTES = 96_000  # result bytes per batch frame (its header stays under PART_BYTES too)
+BATCH_ITEMS = 1000
+BATCH_SECONDS = 0.2
 DEFAULT_MAX_RESULT_BYTES = 256 * 1024 * 1024
 ENV_MAX_RESULT = "ABACO_NB_MAX_RESULT_BYTES"
 BINARY_DATA_PATH = "/_abaco_binary_data"
@@ -69,9 +75,16 @@ def runner_versions() -> dict[str, str]:
 
 
 def encode_message(payload: bytes, versions: dict[str, str], timeout: float | None) -> bytes:
-    """The binary message of one abaco-nb chunk."""
-    outer = {MARKER: PROTOCOL, "versions": versions, "timeout": timeout, "payload": payload}
+    """The binary message of one abaco-nb chunk. ``batch``: the sender reads batch frames (a runner
+    that predates them ignores the key and sends one frame per call)."""
+    outer = {MARKER: PROTOCOL, "versions": versions, "timeout": timeout, "payload": payload, "batch": True}
     return pickle.dumps(outer, protocol=4)
+
+
+def encode_batch(items: list[tuple[int, str, bytes]]) -> bytes:
+    """Several small results in one frame: header ``{"b": [[index, kind, size], ...]}``, then the bodies."""
+    header = json.dumps({"b": [[i, k, len(body)] for i, k, body in items]}).encode()
+    return MAGIC + struct.pack(">I", len(header)) + header + b"".join(body for _, _, body in items)
 
 
 def encode_frames(index: int, kind: str, body: bytes, part_bytes: int = PART_BYTES) -> Iterator[bytes]:
@@ -95,6 +108,12 @@ def decode_frames(frames: list[bytes]) -> tuple[dict[int, tuple[str, bytes]], li
         start = len(MAGIC)
         (size,) = struct.unpack(">I", frame[start : start + 4])
         header = json.loads(frame[start + 4 : start + 4 + size])
+        if "b" in header:  # a batch of whole small results
+            pos = start + 4 + size
+            for index, kind, length in header["b"]:
+                parts[index], kinds[index] = {0: frame[pos : pos + length]}, (kind, 1)
+                pos += length
+            continue
         parts.setdefault(header["i"], {})[header["p"]] = frame[start + 4 + size :]
         kinds[header["i"]] = (header["k"], header["n"])
     out: dict[int, tuple[str, bytes]] = {}
@@ -120,6 +139,43 @@ def read_message() -> bytes:
         from abaco_nb.actors import get_binary_message  # a FIFO (real Abaco): read non-blocking
 
         return get_binary_message()
+
+
+class _Batcher:
+    """Packs small results into batch frames when the sender reads them: a 1,000-call chunk then costs a
+    few datagrams, store rows and decodes instead of 1,000 of each. A batch is sent when full, when its
+    first result has waited ``BATCH_SECONDS`` (so an execution stopped later keeps what was done), and at
+    the end; a large result goes alone, split into parts as before."""
+
+    def __init__(self, send: Any, enabled: bool) -> None:
+        self.send = send
+        self.enabled = enabled
+        self.items: list[tuple[int, str, bytes]] = []
+        self.size = 0
+        self.first = 0.0
+        self.last = time.monotonic()  # when the previous call ended: a long call is sent at once
+
+    def add(self, index: int, kind: str, body: bytes) -> None:
+        if not self.enabled or len(body) > BATCH_BODY_BYTES // 4:
+            self.flush()
+            for frame in encode_frames(index, kind, body):
+                self.send(frame)
+            return
+        if self.size + len(body) > BATCH_BODY_BYTES or len(self.items) >= BATCH_ITEMS:
+            self.flush()
+        if not self.items:
+            self.first = time.monotonic()
+        self.items.append((index, kind, body))
+        self.size += len(body)
+        now = time.monotonic()
+        if now - self.first >= BATCH_SECONDS or now - self.last >= BATCH_SECONDS:  # slow calls: send now
+            self.flush()
+        self.last = now
+
+    def flush(self) -> None:
+        if self.items:
+            self.send(encode_batch(self.items))
+            self.items, self.size = [], 0
 
 
 class _Sender:
@@ -265,6 +321,7 @@ def run_chunk(outer: dict[str, Any], send: Any) -> int:
         signal.signal(signal.SIGALRM, _on_alarm)
     limit = max_result_bytes()
     failed = 0
+    batch = _Batcher(send, bool(outer.get("batch")))
     for index, (args, kwargs) in enumerate(calls):
         kind = "ok"
         try:
@@ -291,8 +348,8 @@ def run_chunk(outer: dict[str, Any], send: Any) -> int:
                 body = error_body(exc)
             except Exception as inner:  # an unpicklable message: keep the facts as text
                 body = error_body(RuntimeError(f"{type(exc).__name__}: {exc!s:.500} ({inner})"))
-        for frame in encode_frames(index, kind, body):
-            send(frame)
+        batch.add(index, kind, body)
+    batch.flush()
     print(f"abaco-nb runner: {len(calls)} call(s), {failed} failed")
     return 1 if failed else 0
 

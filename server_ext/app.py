@@ -122,6 +122,11 @@ class AbacoApp(ExtensionApp):
     executor_idle_seconds = Float(
         _DEFAULTS.executor_idle_seconds, config=True, help="Idle executor actors are removed after this."
     )
+    warm_idle_seconds = Float(
+        _DEFAULTS.warm_idle_seconds,
+        config=True,
+        help="Idle warm containers (docker runtime) stop after this.",
+    )
     max_body_bytes = Int(_DEFAULTS.max_body_bytes, config=True, help="Largest request body; larger get 413.")
     case = Enum(
         ["snake", "camel"], default_value="snake", config=True,
@@ -192,6 +197,7 @@ class AbacoApp(ExtensionApp):
             allow_privileged=self.allow_privileged,
             sync_timeout=self.sync_timeout,
             executor_idle_seconds=self.executor_idle_seconds,
+            warm_idle_seconds=self.warm_idle_seconds,
             max_body_bytes=self.max_body_bytes,
         )
 

@@ -29,6 +29,8 @@ def _serve(args: argparse.Namespace) -> int:
     config.allow_privileged = args.allow_privileged
     if args.cron_interval is not None:
         config.cron_interval = args.cron_interval
+    if args.warm_idle_seconds is not None:
+        config.warm_idle_seconds = args.warm_idle_seconds
     serve(config, args.host, args.port, args.token, args.connection_file)
     return 0
 
@@ -75,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         help="accept privileged actors from the service token: they get the Docker socket, root on the host",
     )
     serve.add_argument("--cron-interval", type=float, help="seconds between cron passes (default 50)")
+    serve.add_argument(
+        "--warm-idle-seconds", type=float, help="idle warm containers (docker) stop after this (default 300)"
+    )
     serve.add_argument("--connection-file", help="where to write url and token (mode 0600)")
     serve.set_defaults(func=_serve)
     images = sub.add_parser("images", help="build the executor and test images locally")

@@ -31,7 +31,7 @@ from .ids import new_id, now
 from .lifecycle import Stop
 from .models import READY, RUNNING, SUBMITTED, WORKER_BUSY, WORKER_READY, Actor, Execution, Worker
 from .results import ResultCollector
-from .runtimes.base import Leftover, RunningRef, RunSpec, Runtime, RuntimeFailure, RuntimeUnreachable
+from .runtimes.base import Leftover, RunningRef, RunSpec, Runtime, RuntimeFailure, RuntimeUnreachable, wants_warm
 from .settings import ServiceConfig
 from .store import Store
 from .tokens import TokenBook
@@ -363,6 +363,9 @@ class Dispatcher:
         with self._lock:
             if self._pools.get(actor_id) is pool:
                 self._pools.pop(actor_id, None)
+        release = getattr(self.runtime, "release_actor", None)  # optional: warm containers (docker)
+        if release is not None:
+            release(actor_id)
         if keep:
             actor = self.store.get_actor(actor_id)
             if actor is not None:
@@ -563,6 +566,7 @@ class Dispatcher:
             mem_limit=self._mem_limit(actor), max_cpus=actor.reg.max_cpus or self.config.default_max_cpus,
             network=self.config.container_network,
             privileged=actor.reg.privileged and self.config.allow_privileged,
+            warm=wants_warm(actor.reg.hints),
         )  # fmt: skip
         return spec, binary_path, collector
 

@@ -56,7 +56,12 @@ def make_runtime(config: ServiceConfig) -> Runtime:
             client.ping()
             from .runtimes.docker import DockerRuntime
 
-            return DockerRuntime(client=client, default_mem_limit=config.default_mem_limit or "2g")
+            return DockerRuntime(
+                client=client,
+                default_mem_limit=config.default_mem_limit or "2g",
+                warm_dir=os.path.join(config.resolved_run_dir(), "warm"),
+                warm_idle_seconds=config.warm_idle_seconds,
+            )
         except Exception as exc:
             if choice == "docker":
                 raise AbacoError(f"--runtime docker, but no Docker engine answers: {exc}", 500) from exc

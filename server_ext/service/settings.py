@@ -43,6 +43,7 @@ class ServiceConfig:
     sync_timeout: float = 300.0  # how long a synchronous message may block
     executor_idle_seconds: float = 12 * 3600  # idle executor actors are removed after this
     allow_privileged: bool = False  # privileged actors get the Docker socket: root on the host
+    warm_idle_seconds: float = 300.0  # warm containers (docker runtime) stop after this long unused
     cron_interval: float = 50.0  # seconds between cron passes (Abaco's 50); tests use ~1
 
     def resolved_run_dir(self) -> str:

@@ -33,6 +33,19 @@ LABEL_EXECUTION = "abaco-nb.execution_id"
 LABEL_WORKER = "abaco-nb.worker_id"
 
 
+# Actor hints that choose how the docker runtime runs an actor's executions (docs/executor.md).
+HINT_EXECUTOR = "abaco_nb_executor"  # an AbacoExecutor's actor: warm containers by default
+HINT_WARM = "abaco_nb_warm"  # a reactor asking for warm containers
+HINT_FRESH = "abaco_nb_fresh"  # a fresh container per execution, whatever else the hints say
+
+
+def wants_warm(hints: list[str] | None) -> bool:
+    """Whether an actor's executions may share a warm container (one forked process each) instead of
+    Abaco's fresh container per message: executor actors and reactors that opt in, unless opted out."""
+    names = set(hints or ())
+    return HINT_FRESH not in names and bool(names & {HINT_EXECUTOR, HINT_WARM})
+
+
 class RuntimeFailure(Exception):
     """A runtime could not do what was asked; the message is shown to the user as is."""
 
@@ -70,6 +83,7 @@ class RunSpec:
     privileged: bool = False
     mounts: list[dict[str, str]] = field(default_factory=list)  # {host_path, container_path, mode}
     user: str | None = None
+    warm: bool = False  # may run in a warm container (runtimes that have none ignore it): see wants_warm
 
 
 @dataclass
@@ -143,3 +157,7 @@ class Runtime(Protocol):
     def attach(self, leftover: Leftover) -> RunningRef:
         """A RunningRef for a leftover, so the dispatcher can keep supervising it."""
         ...
+
+    # Optional, looked up with getattr: ``close()`` (the service stops: end what the runtime keeps, such
+    # as zygotes and warm containers) and ``release_actor(actor_id)`` (the actor was deleted or got a new
+    # revision: end what the runtime keeps for it).

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from .base import (
     RunSpec,
     RuntimeFailure,
 )
+from .warm import LABEL_WARM, WarmPool, WarmUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,8 @@ class DockerRuntime:
         stats_interval: float = 1.0,
         pull_timeout: float = 300.0,
         name_containers: bool = True,
+        warm_dir: str | None = None,
+        warm_idle_seconds: float = 300.0,
     ) -> None:
         self.client = client or docker.from_env(timeout=60)
         self.api = self.client.api
@@ -120,6 +124,18 @@ class DockerRuntime:
         self.name_containers = name_containers
         self._watches: dict[str, _Watch] = {}
         self._lock = threading.Lock()
+        # Warm containers for executions that allow them (RunSpec.warm); see runtimes/warm.py.
+        self.warm = WarmPool(
+            self.api, warm_dir or tempfile.mkdtemp(prefix="abnb-warm-"), idle_seconds=warm_idle_seconds
+        )
+
+    def close(self) -> None:
+        """The service is stopping: no warm container outlives it."""
+        self.warm.close()
+
+    def release_actor(self, actor_id: str) -> None:
+        """The actor was deleted or has a new revision: its warm containers go now, not when idle."""
+        self.warm.release_actor(actor_id)
 
     # -----------------------------------------------------------------------------------------------------
     # Images
@@ -188,7 +204,7 @@ class DockerRuntime:
     # Executions
     # -----------------------------------------------------------------------------------------------------
 
-    def _binds(self, spec: RunSpec) -> dict[str, dict[str, str]]:
+    def _binds(self, spec: RunSpec, contract: bool = True) -> dict[str, dict[str, str]]:
         binds: dict[str, dict[str, str]] = {}
 
         def bind(host: str, container: str, mode: str, what: str) -> None:
@@ -202,23 +218,29 @@ class DockerRuntime:
         for mount in spec.mounts:
             mode = mount.get("mode") or mount.get("format") or "ro"
             bind(mount["host_path"], mount["container_path"], "rw" if mode == "rw" else "ro", "mount")
-        if spec.results_socket:
+        # A warm container (contract=False) binds its own per-container files instead (runtimes/warm.py).
+        if spec.results_socket and contract:
             bind(spec.results_socket, RESULTS_SOCKET_PATH, "ro", "results socket")
         if spec.binary_path:
             if not os.path.isfile(spec.binary_path):
                 raise RuntimeFailure(f"binary message {spec.binary_path} is not a regular file")
-            bind(spec.binary_path, BINARY_DATA_PATH, "ro", "binary message")
-        if spec.api_socket:
+            if contract:
+                bind(spec.binary_path, BINARY_DATA_PATH, "ro", "binary message")
+        if spec.api_socket and contract:
             bind(spec.api_socket, API_SOCKET_PATH, "ro", "API socket")
         if spec.privileged and os.path.exists("/var/run/docker.sock"):
             binds["/var/run/docker.sock"] = {"bind": "/var/run/docker.sock", "mode": "rw"}
         return binds
 
-    def _host_config(self, spec: RunSpec) -> dict[str, Any]:
+    def _limits(self, spec: RunSpec) -> tuple[Any, Any]:
         mem = spec.mem_limit if spec.mem_limit is not None else self.default_mem_limit
         cpus = spec.max_cpus if spec.max_cpus is not None else self.default_nano_cpus
+        return mem, cpus
+
+    def _host_config(self, spec: RunSpec, contract: bool = True) -> dict[str, Any]:
+        mem, cpus = self._limits(spec)
         kwargs: dict[str, Any] = {
-            "binds": self._binds(spec),
+            "binds": self._binds(spec, contract),
             # network_mode applies to every container; an actor configured with networking gets the
             # default bridge when the runtime default is "none".
             "network_mode": "bridge" if spec.network and self.network_mode == "none" else self.network_mode,
@@ -237,7 +259,23 @@ class DockerRuntime:
         return self.api.create_host_config(**kwargs)
 
     def start(self, spec: RunSpec) -> RunningRef:
-        """Create and start the container (two API calls); raise RuntimeFailure with a readable reason."""
+        """A warm container's fork when the execution allows it and one can take it; else create and
+        start a fresh container (two API calls). Raise RuntimeFailure with a readable reason."""
+        if spec.warm:
+            self._binds(spec)  # the same checks (missing files) as for a fresh container
+            try:
+                return self.warm.start(spec, self._warm_key(spec), lambda: self._host_config(spec, False))
+            except WarmUnavailable as exc:
+                log.info("execution %s gets a fresh container: %s", spec.execution_id, exc)
+        return self._start_fresh(spec)
+
+    def _warm_key(self, spec: RunSpec) -> tuple[Any, ...]:
+        """Executions share a warm container only when a fresh one would be made the same way."""
+        mounts = tuple(sorted(tuple(sorted(m.items())) for m in spec.mounts))
+        return (spec.actor_id, spec.image, *self._limits(spec), spec.network, spec.privileged, spec.user,
+                spec.api_socket, mounts)  # fmt: skip
+
+    def _start_fresh(self, spec: RunSpec) -> RunningRef:
         labels = {
             LABEL_SERVICE: spec.service_id,
             LABEL_ACTOR: spec.actor_id,
@@ -342,6 +380,8 @@ class DockerRuntime:
 
     def wait(self, run: RunningRef, timeout: float) -> ExitInfo | None:
         """The exit facts once the container has stopped (read once, then cached), else None."""
+        if run.extra.get("warm"):
+            return self.warm.wait(run, timeout)
         watch = self._watch(run.ref)
         if not watch.exited.wait(max(0.0, timeout)):
             return None
@@ -369,6 +409,8 @@ class DockerRuntime:
 
     def logs(self, run: RunningRef) -> str:
         """Combined stdout and stderr so far; after removal, the last logs read."""
+        if run.extra.get("warm"):
+            return self.warm.logs(run)
         watch = self._watches.get(run.ref)
         try:
             text = self.api.logs(run.ref, stdout=True, stderr=True, stream=False).decode("utf-8", "replace")
@@ -380,6 +422,9 @@ class DockerRuntime:
 
     def stop(self, run: RunningRef, grace: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds (Docker's stop); a stopped container is fine."""
+        if run.extra.get("warm"):
+            self.warm.stop(run, grace)
+            return
         try:
             if grace <= 0:
                 self.api.kill(run.ref)
@@ -395,6 +440,9 @@ class DockerRuntime:
 
     def remove(self, run: RunningRef) -> None:
         """Remove the container (force: also when still running). Idempotent."""
+        if run.extra.get("warm"):
+            self.warm.remove(run)
+            return
         watch = self._watches.pop(run.ref, None)
         if watch is not None:
             watch.stop_sampling.set()
@@ -412,17 +460,27 @@ class DockerRuntime:
                 ) from exc
 
     def find_leftovers(self, service_id: str) -> list[Leftover]:
-        """Containers of this service (by label) that still exist, running or not."""
+        """Containers of this service (by label) that still exist, running or not. A warm container of
+        an earlier run is reported as never started under its own name, so recovery removes it (its
+        executions cannot be re-attached: their zygote was the earlier run's)."""
         found = self.api.containers(all=True, filters={"label": f"{LABEL_SERVICE}={service_id}"})
-        return [
-            Leftover(
-                execution_id=(c.get("Labels") or {}).get(LABEL_EXECUTION, ""),
-                ref=c["Id"],
-                running=c.get("State") == "running",
-                started=c.get("State") != "created",
+        ours = set(self.warm.container_ids())
+        leftovers = []
+        for c in found:
+            labels = c.get("Labels") or {}
+            if labels.get(LABEL_WARM):
+                if c["Id"] not in ours:
+                    leftovers.append(Leftover(f"warm-{c['Id'][:12]}", c["Id"], False, started=False))
+                continue
+            leftovers.append(
+                Leftover(
+                    execution_id=labels.get(LABEL_EXECUTION, ""),
+                    ref=c["Id"],
+                    running=c.get("State") == "running",
+                    started=c.get("State") != "created",
+                )
             )
-            for c in found
-        ]
+        return leftovers
 
     def attach(self, leftover: Leftover) -> RunningRef:
         """Supervise a container an earlier run of the service started."""

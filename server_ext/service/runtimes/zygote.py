@@ -19,8 +19,10 @@ Protocol: one JSON object per line over a SOCK_STREAM socketpair (the zygote's e
 
 - zygote → service ``{"op": "ready", "pid": P}`` once the imports are done;
 - service → zygote ``{"op": "spawn", "id": EID, "env": {...}, "cwd": DIR, "log": PATH, "mem": BYTES|null,
-  "mark": [NAME, ...]}``;
+  "mark": [NAME, ...], "argv": [...]?}`` (``argv``: exec that command instead of the function runner);
 - zygote → service ``{"op": "spawned", "id": EID, "pid": N}`` or ``{"op": "failed", "id": EID, "error": S}``;
+- service → zygote ``{"op": "signal", "id": EID, "sig": N}``: signal that child's session (a warm
+  container's pids are not the service's to signal);
 - zygote → service ``{"op": "exited", "id": EID, "pid": N, "status": RAW_WAIT_STATUS, "cpu": NS, "io": BYTES,
   "at": EPOCH}`` when the child ends (``wait4``, so the CPU time is the child's own).
 
@@ -118,13 +120,14 @@ class Zygote:
         self._start_lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: Any = None  # subprocess.Popen, or a stand-in with wait/poll/kill (warm containers)
         self._sock: socket.socket | None = None
         self._spawns: dict[str, _Spawn] = {}
         self._failed_at = 0.0
         self._closed = False
         self.pid = 0
         self.last_error = ""
+        self.what = "the process runtime's zygote"  # how failures name it
 
     # -- life cycle -------------------------------------------------------------------------------------
 
@@ -216,13 +219,17 @@ class Zygote:
         mem_limit: int | None,
         mark: list[str],
         on_exit: Callable[[ZygoteExit], None],
+        argv: list[str] | None = None,
     ) -> int:
         """Fork a child for the execution; its pid. ``on_exit`` is called (from the reader thread) when it
-        ends. Raises ZygoteUnavailable when nothing was started (use Popen), ZygoteFailed when the zygote
-        died mid-request."""
+        ends. ``argv``: exec that command in the child instead of running the function runner. Raises
+        ZygoteUnavailable when nothing was started (use Popen), ZygoteFailed when the zygote died
+        mid-request."""
         sock = self._ensure()
         request = {"op": "spawn", "id": execution_id, "env": env, "cwd": cwd, "log": log_path,
                    "mem": mem_limit, "mark": mark}  # fmt: skip
+        if argv:
+            request["argv"] = argv
         waiting = _Spawn(on_exit, threading.Event())
         with self._lock:
             self._spawns[execution_id] = waiting
@@ -243,7 +250,27 @@ class Zygote:
             raise ZygoteUnavailable(str(waiting.reply.get("error")))
         return waiting.pid
 
-    def _read(self, proc: subprocess.Popen[bytes], sock: socket.socket, reader: Any) -> None:
+    def signal(self, execution_id: str, sig: int) -> bool:
+        """Have the zygote signal an execution's session; False when the zygote is gone."""
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            with self._send_lock:
+                send_line(sock, {"op": "signal", "id": execution_id, "sig": int(sig)})
+        except OSError:
+            return False
+        return True
+
+    def _kill_orphan(self, pid: int) -> None:
+        """A child whose zygote died can no longer be waited for: stop it rather than leave it
+        unsupervised (its session, on this host)."""
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _read(self, proc: Any, sock: socket.socket, reader: Any) -> None:
         """The reader thread: route replies until the socket ends, then fail what is left."""
         try:
             for line in reader:
@@ -267,13 +294,13 @@ class Zygote:
             pass
         self._died(proc, sock)
 
-    def _died(self, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
+    def _died(self, proc: Any, sock: socket.socket) -> None:
         try:
             code = proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
             code = proc.wait()
-        reason = f"the process runtime's zygote (pid {self.pid}) ended (exit code {code})"
+        reason = f"{self.what} (pid {self.pid}) ended (exit code {code})"
         with self._start_lock, self._lock:
             if self._sock is sock:
                 self._sock, self._proc = None, None
@@ -284,8 +311,5 @@ class Zygote:
             if not waiting.answered.is_set():
                 waiting.answered.set()  # reply None: the spawn raises ZygoteFailed
                 continue
-            try:  # it can no longer be waited for: stop it rather than leave it unsupervised
-                os.killpg(waiting.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            self._kill_orphan(waiting.pid)
             waiting.on_exit(ZygoteExit(failure=f"{reason} while this execution ran; it was stopped."))

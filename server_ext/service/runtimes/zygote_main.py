@@ -157,6 +157,13 @@ def _child(request: dict[str, Any], slot: EnvironSlot, marker: bytes, zygote_pid
                 pass
         if os.getppid() != zygote_pid:  # the zygote died before the service heard of this child
             os._exit(1)
+        if request.get("argv"):  # a warm container of a reactor: the image's own command, exec'ed
+            argv = [str(a) for a in request["argv"]]
+            try:
+                os.execvpe(argv[0], argv, request["env"])
+            except OSError as exc:
+                os.write(2, f"abaco-nb: cannot run {argv[0]!r}: {exc.strerror or exc}\n".encode())
+                os._exit(127)
         from abaco_nb import func_runner
 
         sys.argv = [func_runner.__file__]  # as ``python -m abaco_nb.func_runner`` in this directory
@@ -215,6 +222,19 @@ class _ZygoteLoop:
         self.children[pid] = eid
         send_line(self.sock, {"op": "spawned", "id": eid, "pid": pid})
 
+    def signal(self, eid: str, sig: int) -> None:
+        """Signal a child's session (its pid is its process group after its setsid). Only the zygote can
+        do this inside a container: the service sees the container's pids from another namespace."""
+        for pid, child in self.children.items():
+            if child == eid:
+                try:
+                    os.killpg(pid, sig)
+                except ProcessLookupError:  # before its setsid: the child alone
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        pass
+
     def reap(self) -> None:
         while self.children:
             try:
@@ -257,6 +277,8 @@ class _ZygoteLoop:
                         request = json.loads(line)
                         if request.get("op") == "spawn":
                             self.spawn(request)
+                        elif request.get("op") == "signal":
+                            self.signal(str(request["id"]), int(request["sig"]))
                 else:
                     try:
                         while os.read(wake_r, 512):
