@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from server_ext.service.runtimes.docker import DockerRuntime
 from server_ext.service.runtimes.warm import LABEL_WARM, image_facts
 
 pytestmark = pytest.mark.docker
+RUN = uuid.uuid4().hex[:8]  # this run's service ids: cleaning up never touches another run's containers
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
@@ -33,7 +35,7 @@ def runtime(docker_client, built_images, tmp_path) -> Iterator[DockerRuntime]:
     yield rt
     rt.close()
     for c in docker_client.api.containers(all=True, filters={"label": LABEL_WARM}):
-        if (c.get("Labels") or {}).get(LABEL_SERVICE, "").startswith("svc-"):
+        if (c.get("Labels") or {}).get(LABEL_SERVICE, "").startswith(f"svc-{RUN}-"):
             docker_client.api.remove_container(c["Id"], force=True)
 
 
@@ -71,7 +73,7 @@ def _labelled(docker_client, service_id: str) -> list[dict]:
 def test_executions_share_one_container_each_with_its_own_contract(runtime, tmp_path, docker_client) -> None:
     seen = []
     for env in ({"MSG": "first", "ONLY_FIRST": "1"}, {"MSG": "second"}):
-        spec, results = warm_spec(tmp_path, "svc-share", _contract, env=env)
+        spec, results = warm_spec(tmp_path, f"svc-{RUN}-share", _contract, env=env)
         handle = runtime.start(spec)
         info = finish(runtime, handle)
         logs = runtime.logs(handle)
@@ -89,7 +91,7 @@ def test_executions_share_one_container_each_with_its_own_contract(runtime, tmp_
     assert first["env"]["PYTHONPATH"]  # the image's own ENV is there, as in a fresh container
     assert first["binary"] > 0 and first["pid"] != second["pid"] != 1
     assert "abaco_nb_zygote" in first["pid1"] or "zygote" in first["pid1"]
-    (container,) = [c for c in _labelled(docker_client, "svc-share") if c["Id"] == ref1]
+    (container,) = [c for c in _labelled(docker_client, f"svc-{RUN}-share") if c["Id"] == ref1]
     assert container["Labels"][LABEL_WARM] == "1" and container["Labels"]["abaco-nb.actor_id"] == "a-test"
 
 
@@ -99,7 +101,7 @@ def _hog() -> int:
 
 
 def test_memory_limit_and_oom_facts_then_the_container_serves_on(runtime, tmp_path, docker_client) -> None:
-    spec, results = warm_spec(tmp_path, "svc-oom", _hog, mem_limit="128m")
+    spec, results = warm_spec(tmp_path, f"svc-{RUN}-oom", _hog, mem_limit="128m")
     handle = runtime.start(spec)
     info = finish(runtime, handle)
     runtime.remove(handle)
@@ -107,7 +109,7 @@ def test_memory_limit_and_oom_facts_then_the_container_serves_on(runtime, tmp_pa
     assert results.frames() == []
     memory = docker_client.api.inspect_container(handle.ref)["HostConfig"]["Memory"]
     assert memory == 128 << 20
-    spec, results = warm_spec(tmp_path, "svc-oom", len, "abc", mem_limit="128m")
+    spec, results = warm_spec(tmp_path, f"svc-{RUN}-oom", len, "abc", mem_limit="128m")
     again = runtime.start(spec)
     info = finish(runtime, again)
     runtime.remove(again)
@@ -120,7 +122,7 @@ def _iso_seconds(text: str) -> float:
 
 
 def test_stop_ends_the_execution_within_a_second_by_its_own_end_time(runtime, tmp_path) -> None:
-    spec, _ = warm_spec(tmp_path, "svc-stop", time.sleep, 120)
+    spec, _ = warm_spec(tmp_path, f"svc-{RUN}-stop", time.sleep, 120)
     handle = runtime.start(spec)
     assert runtime.wait(handle, 1.0) is None  # running
     asked = time.time()
@@ -133,14 +135,16 @@ def test_stop_ends_the_execution_within_a_second_by_its_own_end_time(runtime, tm
 
 def test_images_a_warm_container_cannot_serve_get_a_fresh_one(runtime, tmp_path) -> None:
     # abaco-nb/test is busybox: no Python for the zygote, so the reactor's opt-in falls back.
-    spec = make_spec(TEST_IMAGE, env={"MSG": "hello warm", "SLEEP": "0"}, service_id="svc-fresh", warm=True)
+    spec = make_spec(
+        TEST_IMAGE, env={"MSG": "hello warm", "SLEEP": "0"}, service_id=f"svc-{RUN}-fresh", warm=True
+    )
     handle = runtime.start(spec)
     info = finish(runtime, handle)
     logs = runtime.logs(handle)
     runtime.remove(handle)
     assert not handle.extra.get("warm") and info.exit_code == 0 and "hello warm" in logs
     # An execution that changes how an interpreter starts cannot be forked from a started one.
-    spec, results = warm_spec(tmp_path, "svc-fresh", len, "ab", env={"PYTHONHASHSEED": "7"})
+    spec, results = warm_spec(tmp_path, f"svc-{RUN}-fresh", len, "ab", env={"PYTHONHASHSEED": "7"})
     handle = runtime.start(spec)
     info = finish(runtime, handle)
     runtime.remove(handle)
@@ -152,7 +156,7 @@ def test_a_reactor_that_opts_in_runs_its_own_command_in_a_warm_container(runtime
     command = ["python3", "-c", "import os; print('MSG is', os.environ['MSG'])"]
     assert image_facts({"Cmd": command}).argv == command and not image_facts({"Cmd": command}).func
     runtime.warm._facts[base] = image_facts({"Cmd": command, "Env": ["PATH=/usr/bin:/bin"]})
-    spec = make_spec(base, env={"MSG": "from a reactor"}, service_id="svc-reactor", warm=True)
+    spec = make_spec(base, env={"MSG": "from a reactor"}, service_id=f"svc-{RUN}-reactor", warm=True)
     handle = runtime.start(spec)
     info = finish(runtime, handle)
     logs = runtime.logs(handle)
@@ -172,47 +176,49 @@ def _until(condition: Any, timeout: float = 60.0) -> bool:
 def test_warm_containers_never_outlive_their_runtime(docker_client, built_images, tmp_path) -> None:
     # Idle: a short idle time stops the container (and its spare) without any call.
     rt = DockerRuntime(client=docker_client, warm_dir=str(tmp_path / "w1"), warm_idle_seconds=1)
-    spec, _ = warm_spec(tmp_path, "svc-idle", len, "a")
+    spec, _ = warm_spec(tmp_path, f"svc-{RUN}-idle", len, "a")
     handle = rt.start(spec)
     finish(rt, handle)
     rt.remove(handle)
-    assert _labelled(docker_client, "svc-idle")
-    assert _until(lambda: not _labelled(docker_client, "svc-idle"))
+    assert _labelled(docker_client, f"svc-{RUN}-idle")
+    assert _until(lambda: not _labelled(docker_client, f"svc-{RUN}-idle"))
     rt.close()
     # Actor released (deleted or re-registered): its containers go at once.
     rt = DockerRuntime(client=docker_client, warm_dir=str(tmp_path / "w2"), warm_idle_seconds=600)
-    spec, _ = warm_spec(tmp_path, "svc-release", len, "a")
+    spec, _ = warm_spec(tmp_path, f"svc-{RUN}-release", len, "a")
     handle = rt.start(spec)
     finish(rt, handle)
     rt.remove(handle)
     rt.release_actor("a-test")
-    assert not _labelled(docker_client, "svc-release")
+    assert not _labelled(docker_client, f"svc-{RUN}-release")
     # The service is killed (-9) with a warm container running a call: the zygote sees its control
     # socket close and exits, which ends the call, and Docker removes the container; a later start
     # finds whatever is left by label and removes it.
-    script = CRASHING_SERVICE.format(root=str(Path(__file__).resolve().parents[3]), tmp=str(tmp_path))
+    script = CRASHING_SERVICE.format(
+        root=str(Path(__file__).resolve().parents[3]), tmp=str(tmp_path), service=f"svc-{RUN}-crash"
+    )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"running"
-        assert _labelled(docker_client, "svc-crash")
+        assert _labelled(docker_client, f"svc-{RUN}-crash")
     finally:
         proc.kill()
         proc.wait()
     later = DockerRuntime(client=docker_client, warm_dir=str(tmp_path / "w3"))
-    leftovers = later.find_leftovers("svc-crash")
+    leftovers = later.find_leftovers(f"svc-{RUN}-crash")
     assert all(not lo.started for lo in leftovers)  # never re-attached: recovery removes them
     for lo in leftovers:
         later.remove(RunningRef(lo.execution_id, lo.ref))
-    assert _until(lambda: not _labelled(docker_client, "svc-crash"))
+    assert _until(lambda: not _labelled(docker_client, f"svc-{RUN}-crash"))
     # Close: nothing of this runtime is left.
-    spec, _ = warm_spec(tmp_path, "svc-close", len, "a")
+    spec, _ = warm_spec(tmp_path, f"svc-{RUN}-close", len, "a")
     handle = rt.start(spec)
     finish(rt, handle)
     rt.remove(handle)
     rt.close()
     later.close()
-    assert not _labelled(docker_client, "svc-close")
-    assert _until(lambda: not _labelled(docker_client, "svc-crash"))
+    assert not _labelled(docker_client, f"svc-{RUN}-close")
+    assert _until(lambda: not _labelled(docker_client, f"svc-{RUN}-crash"))
 
 
 CRASHING_SERVICE = """
@@ -225,7 +231,7 @@ import cloudpickle
 rt = DockerRuntime(client=docker.from_env(), warm_dir={tmp!r} + "/crash")
 with open({tmp!r} + "/crash-call", "wb") as f:
     f.write(cloudpickle.dumps({{"func": time.sleep, "args": [300], "kwargs": {{}}}}))
-spec = RunSpec("e-crash", "a-crash", "w", "abaco-nb/py3-func:latest", {{"MSG": "x"}}, "svc-crash",
+spec = RunSpec("e-crash", "a-crash", "w", "abaco-nb/py3-func:latest", {{"MSG": "x"}}, {service!r},
                binary_path={tmp!r} + "/crash-call", warm=True)
 handle = rt.start(spec)
 assert rt.wait(handle, 1.0) is None
