@@ -31,7 +31,15 @@ from .ids import new_id, now
 from .lifecycle import Stop
 from .models import READY, RUNNING, SUBMITTED, WORKER_BUSY, WORKER_READY, Actor, Execution, Worker
 from .results import ResultCollector
-from .runtimes.base import Leftover, RunningRef, RunSpec, Runtime, RuntimeFailure, RuntimeUnreachable, wants_warm
+from .runtimes.base import (
+    Leftover,
+    RunningRef,
+    RunSpec,
+    Runtime,
+    RuntimeFailure,
+    RuntimeUnreachable,
+    wants_warm,
+)
 from .settings import ServiceConfig
 from .store import Store
 from .tokens import TokenBook
