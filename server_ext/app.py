@@ -27,14 +27,14 @@ from urllib.parse import urlsplit
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from tornado import httpserver
-from traitlets import Bool, Dict, Enum, Float, Int, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, HasTraits, Int, TraitType, Unicode, default
 
 from .jupyter_handlers import JupyterAbacoHandler
 from .proxy import Proxy, RemoteConfig
 from .service.api import Api
 from .service.rest import Request, Response, envelope
 from .service.service import Service
-from .service.settings import ServiceConfig, default_data_dir
+from .service.settings import ServiceConfig, Setting, from_values, settings
 from .standalone import (
     api_socket_path,
     connection_file_path,
@@ -46,7 +46,6 @@ from .standalone import (
 ENV_URL = "ABACO_NB_URL"
 ENV_TOKEN = "ABACO_NB_TOKEN"
 ENV_REMOTE_TOKEN = "ABACO_NB_REMOTE_TOKEN"
-_DEFAULTS = ServiceConfig()
 _LOOPBACK_ALIASES = {"", "0.0.0.0", "*", "localhost", "127.0.0.1"}
 
 
@@ -77,57 +76,28 @@ def live_peer(db_path: str) -> dict[str, Any] | None:
     return dict(info)
 
 
-class AbacoApp(ExtensionApp):
+def _trait(spec: Setting) -> TraitType[Any, Any]:
+    """The ``c.AbacoApp`` trait of one setting; a computed default (the database path) is empty."""
+    if spec.choices:
+        return Enum(list(spec.choices), default_value=spec.default, config=True, help=spec.help)
+    trait = {bool: Bool, int: Int, float: Float, str: Unicode}[spec.kind]
+    default = "" if spec.computed else spec.default
+    return trait(default, allow_none=spec.nullable, config=True, help=spec.help)  # type: ignore[no-any-return]
+
+
+# The service's settings as traits, made from the one list in service/settings.py (a base class, since
+# traitlets sets traits up when a class is created).
+_ServiceTraits: Any = type("_ServiceTraits", (HasTraits,), {s.name: _trait(s) for s in settings()})
+
+
+class AbacoApp(ExtensionApp, _ServiceTraits):
     """Abaco actors inside Jupyter: an embedded Abaco-compatible service, or a proxy to a remote one."""
 
     name = "abaco"
     description = "Abaco actors and executors in Jupyter."
     load_other_extensions = True
 
-    # -- embedded service --------------------------------------------------------------------------
-    runtime = Enum(
-        ["auto", "docker", "process"], default_value="auto", config=True,
-        help="Where executions run: docker, process (local subprocesses), or auto (docker when an engine answers).",
-    )  # fmt: skip
-    db_path = Unicode(
-        "", config=True,
-        help="SQLite database of the embedded service (default: abaco.db under the Jupyter data dir's abaco-nb/).",
-    )  # fmt: skip
-    run_dir = Unicode("", config=True, help="Sockets and message files (default: run/ next to the database).")
-    max_run_time = Int(
-        _DEFAULTS.max_run_time, config=True, help="Seconds an execution may run; 0 or less means unlimited."
-    )
-    default_mem_limit = Unicode(
-        _DEFAULTS.default_mem_limit, allow_none=True, config=True,
-        help="Memory limit of a container unless the actor asks for another (Docker syntax, e.g. '2g').",
-    )  # fmt: skip
-    default_max_cpus = Int(
-        _DEFAULTS.default_max_cpus, allow_none=True, config=True,
-        help="CPU limit of a container in nano-CPUs (1000000000 = one CPU).",
-    )  # fmt: skip
-    max_workers_per_actor = Int(
-        _DEFAULTS.max_workers_per_actor, config=True, help="Most workers one stateless actor may have."
-    )
-    container_network = Bool(
-        _DEFAULTS.container_network, config=True, help="Give actor containers a network (off by default)."
-    )
-    allow_privileged = Bool(
-        False,
-        config=True,
-        help="Accept privileged actors (the Docker socket: root on the host). Off by default.",
-    )
-    sync_timeout = Float(
-        _DEFAULTS.sync_timeout, config=True, help="Seconds a synchronous message may block its request."
-    )
-    executor_idle_seconds = Float(
-        _DEFAULTS.executor_idle_seconds, config=True, help="Idle executor actors are removed after this."
-    )
-    warm_idle_seconds = Float(
-        _DEFAULTS.warm_idle_seconds,
-        config=True,
-        help="Idle warm containers (docker runtime) stop after this.",
-    )
-    max_body_bytes = Int(_DEFAULTS.max_body_bytes, config=True, help="Largest request body; larger get 413.")
+    # -- embedded service: one trait per setting (``service.settings``), made by _ServiceTraits --------
     case = Enum(
         ["snake", "camel"], default_value="snake", config=True,
         help="Key case of results unless a request asks (?case=camel).",
@@ -185,21 +155,7 @@ class AbacoApp(ExtensionApp):
 
     def service_config(self) -> ServiceConfig:
         """The traits as the service's settings."""
-        return ServiceConfig(
-            db_path=self.db_path or os.path.join(default_data_dir(), "abaco.db"),
-            run_dir=self.run_dir,
-            runtime=self.runtime,
-            max_run_time=self.max_run_time,
-            default_mem_limit=self.default_mem_limit,
-            default_max_cpus=self.default_max_cpus,
-            max_workers_per_actor=self.max_workers_per_actor,
-            container_network=self.container_network,
-            allow_privileged=self.allow_privileged,
-            sync_timeout=self.sync_timeout,
-            executor_idle_seconds=self.executor_idle_seconds,
-            warm_idle_seconds=self.warm_idle_seconds,
-            max_body_bytes=self.max_body_bytes,
-        )
+        return from_values({s.name: getattr(self, s.name) for s in settings()})
 
     def initialize_settings(self) -> None:
         """Start the service (or the proxy) at load, so routes answer as soon as Jupyter does."""

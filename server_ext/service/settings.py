@@ -1,10 +1,20 @@
-"""Settings of one service instance, with the defaults a single-user notebook machine wants."""
+"""Settings of one service instance, with the defaults a single-user notebook machine wants.
+
+Declared once: every field of :class:`ServiceConfig` made with :func:`setting` is a setting, with its
+type (the annotation), default and help. ``c.AbacoApp`` traits (``app.py``) and the ``abaco-nb serve``
+flags (``cli.py``) are generated from :func:`settings`, so the three cannot drift (a test checks that
+every setting is in all three). A flag may have a shorter name and its own parsing (``--db``,
+``--cpus`` in CPUs, ``--mem-limit -1`` for none); everything else follows the field.
+"""
 
 from __future__ import annotations
 
 import getpass
 import os
-from dataclasses import dataclass, field
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
 
 
 def default_data_dir() -> str:
@@ -22,29 +32,128 @@ def _user() -> str:
         return "abaco"
 
 
+def setting(
+    default: Any = MISSING,
+    help: str = "",
+    *,
+    factory: Callable[[], Any] | None = None,
+    choices: tuple[str, ...] = (),
+    flag: str = "",
+    parse: Callable[[str], Any] | None = None,
+    flag_help: str = "",
+) -> Any:
+    """A ServiceConfig field that is a setting. ``factory``: a default computed at run time (the
+    trait's and the flag's default is then empty, meaning "computed"). ``flag``/``parse``/``flag_help``:
+    the CLI flag when it is not ``--field-name`` taking the field's type."""
+    meta = {"help": help, "choices": choices, "flag": flag, "parse": parse, "flag_help": flag_help}
+    if factory is not None:
+        return field(default_factory=factory, metadata={**meta, "computed": True})
+    return field(default=default, metadata=meta)
+
+
+def _cpus(text: str) -> int | None:
+    """``--cpus 1.5``: CPUs, as Docker's nano-CPUs; 0 or less: no limit."""
+    cpus = float(text)
+    return None if cpus <= 0 else int(cpus * 1_000_000_000)
+
+
+def _mem_limit(text: str) -> str | None:
+    return None if text == "-1" else text
+
+
 @dataclass
 class ServiceConfig:
     """Everything a Service needs to know; ``abaco-nb serve`` flags and ``c.AbacoApp`` traits map here."""
 
-    db_path: str = field(default_factory=lambda: os.path.join(default_data_dir(), "abaco.db"))
-    run_dir: str = ""  # sockets and message files; default: a private dir next to the database
-    runtime: str = "auto"  # auto | docker | process
-    username: str = field(default_factory=_user)
-    max_run_time: int = 12 * 3600  # seconds; the seed's limit. 0 or less = unlimited
-    default_mem_limit: str | None = "2g"
-    default_max_cpus: int | None = 1_000_000_000  # nano-CPUs: one CPU
-    max_workers_per_actor: int = 6
-    worker_idle_seconds: float = 60.0  # extra workers of a stateless actor stop after this idle time
-    log_ex: int = 43200  # seconds logs are kept (Abaco's default: 12 h)
-    log_ex_limit: int = 86400
-    results_ttl: int = 24 * 3600  # seconds results are kept after they are written
-    max_body_bytes: int = 256 * 1024 * 1024
-    container_network: bool = False  # containers run with networking off unless configured
-    sync_timeout: float = 300.0  # how long a synchronous message may block
-    executor_idle_seconds: float = 12 * 3600  # idle executor actors are removed after this
-    allow_privileged: bool = False  # privileged actors get the Docker socket: root on the host
-    warm_idle_seconds: float = 300.0  # warm containers (docker runtime) stop after this long unused
-    cron_interval: float = 50.0  # seconds between cron passes (Abaco's 50); tests use ~1
+    db_path: str = setting(
+        factory=lambda: os.path.join(default_data_dir(), "abaco.db"),
+        help="SQLite database of the service (default: abaco.db under the Jupyter data dir's abaco-nb/).",
+        flag="--db",
+    )
+    run_dir: str = setting("", "Sockets and message files (default: run/ next to the database).")
+    runtime: str = setting(
+        "auto",
+        "Where executions run: docker, process (local subprocesses), or auto (docker when an engine answers).",
+        choices=("auto", "docker", "process"),
+    )
+    max_run_time: int = setting(12 * 3600, "Seconds an execution may run; 0 or less means unlimited.")
+    default_mem_limit: str | None = setting(
+        "2g",
+        "Memory limit of an execution unless the actor asks for another (Docker syntax, e.g. '2g').",
+        flag="--mem-limit",
+        parse=_mem_limit,
+        flag_help="default memory limit of an execution, e.g. 512m (default 2g; -1: none)",
+    )
+    default_max_cpus: int | None = setting(
+        1_000_000_000,
+        "CPU limit of an execution in nano-CPUs (1000000000 = one CPU).",
+        flag="--cpus",
+        parse=_cpus,
+        flag_help="default CPUs of an execution (default 1; 0: no limit)",
+    )
+    max_workers_per_actor: int = setting(6, "Most workers one stateless actor may have.")
+    worker_idle_seconds: float = setting(
+        60.0, "Extra workers of a stateless actor stop after this many idle seconds."
+    )
+    log_ex: int = setting(43200, "Seconds logs are kept unless an actor asks (Abaco's default: 12 h).")
+    log_ex_limit: int = setting(86400, "The longest log expiry an actor may ask for, in seconds.")
+    results_ttl: int = setting(24 * 3600, "Seconds results are kept after they are written.")
+    max_body_bytes: int = setting(256 * 1024 * 1024, "Largest request body; larger ones get 413.")
+    container_network: bool = setting(False, "Give actor containers a network (off by default).")
+    sync_timeout: float = setting(300.0, "Seconds a synchronous message may block its request.")
+    executor_idle_seconds: float = setting(12 * 3600.0, "Idle executor actors are removed after this.")
+    allow_privileged: bool = setting(
+        False,
+        "Accept privileged actors from the service token: they get the Docker socket, root on the host. "
+        "Off by default.",
+    )
+    cron_interval: float = setting(50.0, "Seconds between cron passes (Abaco's 50).")
+    warm_idle_seconds: float = setting(300.0, "Idle warm containers (docker runtime) stop after this.")
+    username: str = field(default_factory=_user)  # who owns what the service token does; not a setting
 
     def resolved_run_dir(self) -> str:
         return self.run_dir or os.path.join(os.path.dirname(os.path.abspath(self.db_path)), "run")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting as the trait and flag generators read it."""
+
+    name: str
+    kind: type  # bool, int, float or str
+    nullable: bool  # None is a value (no limit)
+    default: Any  # None when computed at run time (``computed``)
+    computed: bool
+    help: str
+    choices: tuple[str, ...]
+    flag: str
+    parse: Callable[[str], Any]
+    flag_help: str
+
+
+def settings() -> list[Setting]:
+    """Every setting, in declaration order."""
+    hints = typing.get_type_hints(ServiceConfig)
+    found = []
+    for f in fields(ServiceConfig):
+        if "help" not in f.metadata:
+            continue
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        kind = args[0] if args else hint
+        meta = f.metadata
+        found.append(
+            Setting(
+                name=f.name, kind=kind, nullable=bool(args), default=None if meta.get("computed") else f.default,
+                computed=bool(meta.get("computed")), help=meta["help"], choices=meta["choices"],
+                flag=meta["flag"] or "--" + f.name.replace("_", "-"), parse=meta["parse"] or kind,
+                flag_help=meta["flag_help"],
+            )
+        )  # fmt: skip
+    return found
+
+
+def from_values(values: dict[str, Any]) -> ServiceConfig:
+    """A ServiceConfig from setting values; a computed setting given as empty keeps its default."""
+    computed = {s.name for s in settings() if s.computed}
+    return ServiceConfig(**{k: v for k, v in values.items() if not (k in computed and not v)})
