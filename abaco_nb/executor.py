@@ -32,7 +32,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from . import func_runner as wire
+from . import modules as needs
 from .client import AbacoAPIError, AbacoConnectionError, Client
+from .modules import MissingModuleError
 
 EXECUTOR_HINT = "abaco_nb_executor"  # the service removes idle actors with this hint
 FUNC_IMAGE = "abaco-nb/py3-func"
@@ -126,6 +128,10 @@ def _rebuild_error(body: bytes, execution_id: str) -> BaseException:
         return VersionMismatchError(info["message"])
     if not isinstance(exc, BaseException):
         exc = RemoteError(str(info.get("type", "")), str(info.get("message", "")), tb, execution_id)
+    if isinstance(exc, ModuleNotFoundError) or info.get("type") == "ModuleNotFoundError":
+        name = getattr(exc, "name", None) or str(info.get("message", "")).split("'")[1:2]
+        module = name if isinstance(name, str) else (name[0] if name else "?")
+        exc = MissingModuleError(needs.how_to_add(module.split(".", 1)[0]), name=module)
     if tb and not isinstance(exc, RemoteError):
         exc.__cause__ = RemoteTraceback(tb)
     return exc
@@ -250,7 +256,9 @@ def _default_client() -> Client:
 class AbacoExecutor(cf.Executor):
     """Run functions in an executor actor. ``AbacoExecutor(client=None, image=None, ...)``.
 
-    ``image``: an image built FROM ``abaco-nb/py3-func`` (default: the one built for this kernel).
+    ``image``: an image built FROM ``abaco-nb/py3-func``. Default: ``abaco-nb/kernel:...``, built (once,
+    then cached) from this kernel's interpreter and installed distributions, so the kernel's packages
+    are there with their versions; ``packages=[...]`` limits it to those and their dependencies.
     ``max_workers``: executions run in parallel (the actor's ``max_workers``). ``timeout``: seconds a call
     may run (runner and service enforce it). ``chunksize``: calls per execution in ``map`` (default
     automatic). ``progress``: show a bar in ``map``. ``actor_id``: use an existing executor actor.
@@ -263,6 +271,7 @@ class AbacoExecutor(cf.Executor):
         client: Client | None = None,
         image: str | None = None,
         *,
+        packages: Sequence[str] | None = None,
         actor_id: str | None = None,
         max_workers: int | None = None,
         timeout: float | None = None,
@@ -296,9 +305,13 @@ class AbacoExecutor(cf.Executor):
         self._closed = False
         self.deleted = False
         self.startup_seconds = 0.0
+        self.image_build: dict[str, Any] | None = None  # what the kernel image build said, if one ran
+        self.image_modules: frozenset[str] | None = None  # import names the image is known to have
         t0 = time.monotonic()
+        if image is not None and packages is not None:
+            raise ValueError("pass image= (an image of your own) or packages= (a kernel image), not both")
         if actor_id is None:
-            self.image = image or default_image()
+            self.image = image or self._kernel_image(packages)
             fields: dict[str, Any] = {"hints": [EXECUTOR_HINT], "token": False}
             actor = self.client.register(
                 self.image,
@@ -327,6 +340,39 @@ class AbacoExecutor(cf.Executor):
 
     # -- set-up -------------------------------------------------------------------------------------
 
+    def _kernel_image(self, packages: Sequence[str] | None) -> str:
+        """The image of this kernel's environment (built now if not cached), or ``abaco-nb/py3-func``
+        where none can be built (no Docker engine here, or a service elsewhere)."""
+        from . import kernel_image
+
+        built = kernel_image.ensure(packages, base_url=self.client.base_url)
+        if built is None:
+            if packages is not None:
+                raise kernel_image.KernelImageError(
+                    "packages=[...] needs a kernel image, and none can be built here (no Docker engine "
+                    f"answers, the service is not on this machine, or {kernel_image.ENV_SWITCH}=0)"
+                )
+            return default_image()
+        self.image_build = built
+        self.image_modules = frozenset(built.get("modules") or ())
+        return str(built["ref"])
+
+    def _check_modules(
+        self, fn: Callable[..., Any], calls: list[tuple[tuple[Any, ...], dict[str, Any]]]
+    ) -> None:
+        """Name a module the image lacks before the call is sent (known for kernel images only)."""
+        if self.image_modules is None:
+            return
+        lacking = needs.missing(
+            needs.function_modules(fn) | needs.argument_modules(calls), self.image_modules
+        )
+        if lacking:
+            name = getattr(fn, "__qualname__", "the function")
+            raise MissingModuleError(
+                f"{name} needs {', '.join(map(repr, lacking))}: {needs.how_to_add(lacking[0], self.image)}",
+                name=lacking[0],
+            )
+
     def _check_versions(self, own_actor: bool) -> None:
         """Refuse an image whose Python or cloudpickle differs from the kernel's, before anything runs.
         A service without our ``image_versions`` route (a real Abaco) is checked by the runner instead."""
@@ -347,8 +393,9 @@ class AbacoExecutor(cf.Executor):
             self._delete_quietly(own_actor)
             raise VersionMismatchError(
                 f"image {self.image} cannot run functions pickled by this kernel: {'; '.join(problems)}. "
-                f"Build {default_image()} with `abaco-nb images build` (from this kernel's Python), or "
-                "build your image FROM it."
+                "Leave image= out to use an image built from this kernel (`abaco-nb images build "
+                f"--from-kernel`), build {default_image()} with `abaco-nb images build`, or build your "
+                "image FROM it."
             )
 
     def _delete_quietly(self, own_actor: bool) -> None:
@@ -456,6 +503,7 @@ class AbacoExecutor(cf.Executor):
             raise RuntimeError("cannot submit: the executor was shut down or deleted")
         import cloudpickle
 
+        self._check_modules(fn, calls)
         try:
             payload = cloudpickle.dumps({"func": fn, "calls": calls})
         except Exception as exc:

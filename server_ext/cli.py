@@ -34,11 +34,40 @@ def _setting_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _images(args: argparse.Namespace) -> int:
+    if args.from_kernel or args.packages:
+        return _kernel_image(args)
     from .service.images import build_images
 
     built = build_images(force=args.force)
     for name, tag in built.items():
         print(f"{name}: {tag}")
+    return 0
+
+
+def _kernel_image(args: argparse.Namespace) -> int:
+    """``images build --from-kernel``: this interpreter's environment as an executor image. With
+    ``--json`` progress goes to stderr and stdout is one JSON line (what ``AbacoExecutor`` reads)."""
+    import json
+
+    from .service.images import ImageBuildError
+    from .service.kernel_image import build_kernel_image
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    try:
+        image = build_kernel_image(packages=args.packages or None, log=log, force=args.force)
+    except ImageBuildError as exc:
+        if args.json:
+            print(json.dumps({"error": str(exc)}))
+        else:
+            print(f"abaco-nb images build: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(image.as_dict()))
+    else:
+        state = f"built in {image.seconds:.1f} s" if image.built else f"up to date ({image.seconds:.2f} s)"
+        print(f"{image.ref}: {state}, {len(image.packages)} distributions, Python {image.python}")
     return 0
 
 
@@ -62,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     images_sub = images.add_subparsers(dest="images_command", required=True)
     build = images_sub.add_parser("build", help="build abaco-nb/test and abaco-nb/py3-func (cached)")
     build.add_argument("--force", action="store_true", help="rebuild even when cached")
+    build.add_argument(
+        "--from-kernel",
+        action="store_true",
+        help="build abaco-nb/kernel from this Python's installed distributions (what AbacoExecutor() uses)",
+    )
+    build.add_argument(
+        "--packages", nargs="+", metavar="PKG", help="with --from-kernel: only these and their dependencies"
+    )
+    build.add_argument("--json", action="store_true", help="with --from-kernel: one JSON line on stdout")
     build.set_defaults(func=_images)
     demo = sub.add_parser("demo", help="register, send, logs and an executor map on an embedded service")
     demo.add_argument("--runtime", choices=["auto", "docker", "process"], default="auto")

@@ -40,3 +40,15 @@ def built_images(docker_client):
     from server_ext.service.images import build_images
 
     return build_images(docker_client=docker_client)
+
+
+@pytest.fixture(scope="session")
+def kernel_image(docker_client) -> dict:
+    """What ``AbacoExecutor()`` uses by default here: ``abaco-nb/kernel`` made from this test
+    environment (every installed distribution), built once per run (cached by its package set, so a
+    re-run only inspects it). Built through the kernel-side path, so later executors find it memoised."""
+    from abaco_nb import kernel_image as ki
+
+    built = ki.ensure()
+    assert built is not None, "a Docker engine answers, so a kernel image must be built"
+    return built

@@ -5,8 +5,9 @@ Same environment contract as a container (DESIGN §5), except that a process can
 and ``ABACO_NB_RESULTS_SOCK``, which ``abaco_nb.actors`` honours. Which program runs:
 
 - ``local:<command line>``: that command (split like a shell would, not run by a shell);
-- ``abaco-nb/py3-func[:tag]`` (the executor image): ``python -m abaco_nb.func_runner`` with this
-  service's interpreter, so the kernel's functions unpickle with the same Python and cloudpickle;
+- ``abaco-nb/py3-func[:tag]`` and ``abaco-nb/kernel[:tag]`` (executor images): ``python -m
+  abaco_nb.func_runner`` with this service's interpreter, so the kernel's functions unpickle with the
+  same Python and cloudpickle;
 - ``abaco-nb/test[:tag]`` and ``abacosamples/test[:tag]``: the shell script of abacosamples/test (so the
   seed's curl examples run unchanged without Docker);
 - anything else needs a container: the actor goes ERROR with a message saying so.
@@ -52,6 +53,10 @@ TEST_SCRIPT = (
 _PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
 _UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 FUNC_REPO = "abaco-nb/py3-func"
+# Executor images that mean "the function runner" here: py3-func and the kernel images AbacoExecutor()
+# builds (abaco-nb/kernel:...). Without containers both run with this service's interpreter; the
+# executor's version guard (image_versions) refuses a kernel whose Python differs.
+FUNC_REPOS = (FUNC_REPO, "abaco-nb/kernel")
 _MARK = [ENV_SERVICE, "_abaco_execution_id"]  # what find_leftovers reads in /proc/PID/environ
 
 
@@ -67,7 +72,7 @@ def command_for(image: str) -> list[str] | None:
         line = image[len("local:") :].strip()
         return shlex.split(line) if line else None
     repo = _repo_of(image)
-    if repo == FUNC_REPO:
+    if repo in FUNC_REPOS:
         return [sys.executable, "-m", "abaco_nb.func_runner"]
     if repo in ("abaco-nb/test", "abacosamples/test"):
         return ["sh", "-c", TEST_SCRIPT]
@@ -127,7 +132,7 @@ class ProcessRuntime:
 
     def check_image(self, image: str, pull: bool = False) -> ImageCheck:
         if command_for(image) is not None:
-            if self.zygote is not None and _repo_of(image) == FUNC_REPO:
+            if self.zygote is not None and _repo_of(image) in FUNC_REPOS:
                 self.zygote.warm()  # an executor actor: its first call is near
             return ImageCheck(True)
         if image.startswith("local:"):
@@ -167,7 +172,7 @@ class ProcessRuntime:
         zygote = self.zygote
         if (
             zygote is not None
-            and _repo_of(spec.image) == FUNC_REPO
+            and _repo_of(spec.image) in FUNC_REPOS
             and not fresh_start_differs(env, zygote.base_env)
         ):
             running = self._fork(zygote, spec.execution_id, env, exec_dir, log_path, limit)
