@@ -2,7 +2,7 @@
 
 Looked for, in order, for 3.12, 3.10 and 3.13 (whichever is not the test environment's own minor
 version): ``python3.X`` on ``PATH``, then pyenv's versions directory (``$PYENV_ROOT`` or
-``~/.pyenv/versions/3.X.*``), then ``/usr/bin`` and ``/usr/local/bin``. Its venv, ``.clients/python3.X``,
+``~/.pyenv/versions/3.X.*``), then ``/usr/bin`` and ``/usr/local/bin``. Its venv, ``.pythons/python3.X``,
 holds only abaco_nb's run-time needs (the project's own cloudpickle version, requests, tqdm, docker)
 and numpy; the repository itself comes on ``PYTHONPATH``, so the venv never holds a stale copy.
 
@@ -53,7 +53,7 @@ def find() -> tuple[str, str] | None:
 
 
 def venv_python(minor: str) -> Path:
-    return REPO / ".clients" / f"python{minor}" / "bin" / "python"
+    return REPO / ".pythons" / f"python{minor}" / "bin" / "python"
 
 
 def _cloudpickle_version() -> str:
