@@ -46,8 +46,9 @@ class Served:
 
 
 def start_serve(tmp: Path, runtime: str = "process", token: str = "test-token", extra: list[str] | None = None,
-                db: Path | None = None) -> Served:  # fmt: skip
-    """Start ``abaco-nb serve`` on a free loopback port and wait until it answers."""
+                db: Path | None = None, env: dict[str, str] | None = None) -> Served:  # fmt: skip
+    """Start ``abaco-nb serve`` on a free loopback port and wait until it answers (``env``: variables
+    added to the service's environment, e.g. a ``DOCKER_HOST`` the test controls)."""
     tmp.mkdir(parents=True, exist_ok=True)
     db = db or tmp / "abaco.db"
     conn = tmp / f"conn-{time.monotonic_ns()}.json"
@@ -55,7 +56,7 @@ def start_serve(tmp: Path, runtime: str = "process", token: str = "test-token", 
     cmd = [sys.executable, "-m", "server_ext", "serve", "--runtime", runtime, "--db", str(db), "--port", "0",
            "--token", token, "--connection-file", str(conn), *(extra or [])]  # fmt: skip
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:

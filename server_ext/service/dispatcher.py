@@ -327,7 +327,10 @@ class Dispatcher:
             target = engine.target_workers(actor.reg.stateless, max_workers, max(0, queued - idle), busy)
             for _ in range(target - len(pool.slots)):
                 self._spawn(pool, actor)
-            pool.wake.notify(max(1, queued))
+            if any(s.worker.status == WORKER_REQUESTED for s in pool.slots.values()):
+                pool.wake.notify_all()  # the image check ended: every waiting worker starts now
+            else:
+                pool.wake.notify(max(1, queued))
 
     def ensure_workers(self, actor_id: str, num: int) -> tuple[int, int]:
         """Admin ``POST /workers {num}``: have at least ``num`` workers. Returns (before, after). While

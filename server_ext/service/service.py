@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -42,6 +43,7 @@ from .store import Store
 from .tokens import Scope, TokenBook
 
 log = logging.getLogger("abaco_nb.service")
+LOW_DISK_BYTES = 1 << 20  # below this free on the database's disk, the start says it is full
 EXECUTOR_HINT = "abaco_nb_executor"  # actors an AbacoExecutor registers; removed when idle
 
 
@@ -105,13 +107,29 @@ class Service:
     # -- life cycle ---------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Recover from the last run (re-check images, reconcile executions) and start dispatching."""
+        """Recover from the last run (re-check images, reconcile executions) and start dispatching.
+        A full disk does not stop the start: it is said in the log, and writes are refused with 507
+        until there is room (the workers pick up once there is)."""
+        self._say_if_disk_full()
         self.dispatcher.recover()
         for actor in self.store.list_actors():
             if actor.status in (SUBMITTED, READY):
                 self._preparing.submit(self._prepare, actor.id, actor.revision, False)
         threading.Thread(target=self._janitor, name="janitor", daemon=True).start()
         self.automation.start()
+
+    def _say_if_disk_full(self) -> None:
+        folder = os.path.dirname(os.path.abspath(self.config.db_path))
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return
+        if free < LOW_DISK_BYTES:
+            log.error(
+                "the disk holding the service's database (%s) is full (%d bytes free): messages and "
+                "changes are refused (507) until space is freed there",
+                folder, free,
+            )  # fmt: skip
 
     def close(self) -> None:
         self._janitor_stop.set()

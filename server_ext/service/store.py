@@ -22,6 +22,8 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -36,6 +38,9 @@ from .models import Actor, Execution, Registration, Worker
 
 log = logging.getLogger("abaco_nb.service")
 BUSY_TIMEOUT = 2.0  # seconds a write waits for another process's lock before StoreUnavailable
+# Room kept beside the database (a file of zeros) and given back when the disk is full at start, so
+# the service can open its database (SQLite needs a few pages for its WAL index) and say what is wrong.
+RESERVE_BYTES = 512 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actors (
@@ -96,11 +101,21 @@ def _execution_from_json(text: str) -> Execution:
     return Execution(**data)
 
 
+def _disk_full(path: str) -> bool:
+    try:
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < RESERVE_BYTES
+    except OSError:
+        return False
+
+
 def unavailable(exc: sqlite3.Error | OSError, path: str) -> StoreUnavailable:
-    """What a failed read or write of the database means for the caller, naming the file."""
+    """What a failed read or write of the database means for the caller, naming the file. An I/O
+    error on a disk with no room left is the full disk (SQLite says so when it cannot grow its
+    shared-memory file)."""
     name = str(getattr(exc, "sqlite_errorname", ""))
     text = str(exc).lower()
-    if name.startswith("SQLITE_FULL") or "full" in text or getattr(exc, "errno", None) == errno.ENOSPC:
+    full = name.startswith("SQLITE_FULL") or "full" in text or getattr(exc, "errno", None) == errno.ENOSPC
+    if full or (("I/O" in str(exc) or name.startswith("SQLITE_IOERR")) and _disk_full(path)):
         return StoreUnavailable(
             f"The disk holding the service's database ({path}) is full: nothing was changed. Free "
             "space on that disk and try again.",
@@ -116,23 +131,60 @@ def unavailable(exc: sqlite3.Error | OSError, path: str) -> StoreUnavailable:
 
 
 class Store:
-    """Thread-safe access to the service's SQLite file (one connection guarded by a lock)."""
+    """Thread-safe access to the service's SQLite file: one connection for writes and one for reads,
+    each guarded by its lock. Reads never wait behind a write that waits for another process's lock
+    (WAL lets them read the last commit meanwhile), and every read sees every commit made before it."""
 
     def __init__(self, path: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.path = path
+        self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
+        self._read_lock = threading.Lock()
+        self.reserve = path + ".reserve"
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
+            self._configure()
         except sqlite3.OperationalError as exc:
-            # A full disk or another process's lock: an existing database still serves reads, and
-            # writes are refused with the reason until the fault goes; a new one cannot start.
-            if not self._has_schema():
-                raise unavailable(exc, path) from exc
-            log.error("%s", unavailable(exc, path).message)
+            fault = unavailable(exc, path)
+            if fault.status == 507 and self._give_back_reserve():
+                log.error("%s Gave back the service's reserve (%s) to start.", fault.message, self.reserve)
+                try:
+                    self._configure()
+                except sqlite3.OperationalError as again:
+                    raise unavailable(again, path) from again
+            elif self._has_schema():  # locked by another process: reads work, writes wait for it
+                log.error("%s", fault.message)
+            else:
+                raise fault from exc
+        self._reader = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=busy_timeout
+        )
+        self._keep_reserve()
+
+    def _configure(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def _give_back_reserve(self) -> bool:
+        try:
+            os.unlink(self.reserve)
+        except OSError:
+            return False
+        return True
+
+    def _keep_reserve(self) -> None:
+        """Make the reserve when there is comfortably room for it (never on a nearly full disk)."""
+        if os.path.exists(self.reserve):
+            return
+        try:
+            if shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free < 8 * RESERVE_BYTES:
+                return
+            with open(self.reserve, "wb") as f:
+                f.write(bytes(RESERVE_BYTES))
+        except OSError:
+            self._give_back_reserve()
 
     def _has_schema(self) -> bool:
         try:
@@ -143,36 +195,43 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        """One write transaction. Waiting for our own lock is bounded too: while another process
+        holds the database, each writer here waits up to the busy timeout, and a request must not
+        queue behind all of them."""
+        if not self._lock.acquire(timeout=2 * self.busy_timeout + 1):
+            raise unavailable(sqlite3.OperationalError("database is locked"), self.path)
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.OperationalError as exc:
-                raise unavailable(exc, self.path) from exc
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise unavailable(exc, self.path) from exc
+        finally:
+            self._lock.release()
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._read_lock:
             try:
-                yield self._db
+                yield self._reader
             except sqlite3.OperationalError as exc:
                 raise unavailable(exc, self.path) from exc
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._db.close()
+            self._reader.close()
 
     # -- meta -------------------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
-        with self._read():
-            row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
@@ -189,13 +248,13 @@ class Store:
                 db.execute("INSERT INTO actors (id, data) VALUES (?, ?)", (actor.id, data))
 
     def get_actor(self, actor_id: str) -> Actor | None:
-        with self._read():
-            row = self._db.execute("SELECT data FROM actors WHERE id=?", (actor_id,)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT data FROM actors WHERE id=?", (actor_id,)).fetchone()
         return _actor_from_json(row[0]) if row else None
 
     def list_actors(self) -> list[Actor]:
-        with self._read():
-            rows = self._db.execute("SELECT data FROM actors ORDER BY seq").fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT data FROM actors ORDER BY seq").fetchall()
         return [_actor_from_json(r[0]) for r in rows]
 
     def set_actor_status(self, actor_id: str, revision: int, status: str, status_message: str) -> bool:
@@ -309,21 +368,21 @@ class Store:
             self._write_execution(db, execution)
 
     def get_execution(self, execution_id: str) -> Execution | None:
-        with self._read():
-            row = self._db.execute("SELECT data FROM executions WHERE id=?", (execution_id,)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT data FROM executions WHERE id=?", (execution_id,)).fetchone()
         return _execution_from_json(row[0]) if row else None
 
     def list_executions(self, actor_id: str) -> list[Execution]:
-        with self._read():
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT data FROM executions WHERE actor_id=? ORDER BY seq", (actor_id,)
             ).fetchall()
         return [_execution_from_json(r[0]) for r in rows]
 
     def all_executions(self) -> list[Execution]:
         """Every execution, oldest first (search's ``executions`` collection)."""
-        with self._read():
-            rows = self._db.execute("SELECT data FROM executions ORDER BY seq").fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT data FROM executions ORDER BY seq").fetchall()
         return [_execution_from_json(r[0]) for r in rows]
 
     def log_records(self, now: float, actor_id: str | None = None) -> list[tuple[str, str, str]]:
@@ -336,33 +395,27 @@ class Store:
         if actor_id is not None:
             sql += " AND e.actor_id = ?"
             args += (actor_id,)
-        with self._read():
-            rows = self._db.execute(sql + " ORDER BY e.seq", args).fetchall()
+        with self._read() as db:
+            rows = db.execute(sql + " ORDER BY e.seq", args).fetchall()
         return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
     def executions_with_status(self, status: str) -> list[Execution]:
-        with self._read():
-            rows = self._db.execute(
-                "SELECT data FROM executions WHERE status=? ORDER BY seq", (status,)
-            ).fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT data FROM executions WHERE status=? ORDER BY seq", (status,)).fetchall()
         return [_execution_from_json(r[0]) for r in rows]
 
     def get_payload(self, execution_id: str) -> bytes | None:
-        with self._read():
-            row = self._db.execute(
-                "SELECT body FROM payloads WHERE execution_id=?", (execution_id,)
-            ).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT body FROM payloads WHERE execution_id=?", (execution_id,)).fetchone()
         return bytes(row[0]) if row else None
 
     def queue_length(self, actor_id: str) -> int:
-        with self._read():
-            return int(
-                self._db.execute("SELECT COUNT(*) FROM mailbox WHERE actor_id=?", (actor_id,)).fetchone()[0]
-            )
+        with self._read() as db:
+            return int(db.execute("SELECT COUNT(*) FROM mailbox WHERE actor_id=?", (actor_id,)).fetchone()[0])
 
     def queued_actor_ids(self) -> list[str]:
-        with self._read():
-            return [r[0] for r in self._db.execute("SELECT DISTINCT actor_id FROM mailbox")]
+        with self._read() as db:
+            return [r[0] for r in db.execute("SELECT DISTINCT actor_id FROM mailbox")]
 
     def drop_queued(self, actor_id: str, execution_id: str | None = None) -> list[str]:
         """Remove queued messages (one, or the whole mailbox); returns the execution ids removed."""
@@ -390,8 +443,8 @@ class Store:
             )
 
     def get_logs(self, execution_id: str, now: float) -> str:
-        with self._read():
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 "SELECT text, expires FROM logs WHERE execution_id=?", (execution_id,)
             ).fetchone()
         if row is None or (row[1] is not None and row[1] < now):
@@ -433,8 +486,8 @@ class Store:
 
     def all_results(self, execution_id: str) -> list[bytes]:
         """Every result of an execution, read or not, oldest first (our non-destructive read)."""
-        with self._read():
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT body FROM results WHERE execution_id=? ORDER BY seq", (execution_id,)
             ).fetchall()
         return [bytes(r[0]) for r in rows]
@@ -444,13 +497,13 @@ class Store:
     def finished_among(self, execution_ids: list[str]) -> list[Execution]:
         """The terminal executions among ``execution_ids``, in one query (a long-poll re-checks often)."""
         found: list[Execution] = []
-        with self._read():
+        with self._read() as db:
             for start in range(0, len(execution_ids), 500):
                 batch = execution_ids[start : start + 500]
                 marks = ",".join("?" * len(batch))
                 found += [
                     _execution_from_json(r[0])
-                    for r in self._db.execute(
+                    for r in db.execute(
                         f"SELECT data FROM executions WHERE id IN ({marks}) "
                         "AND status IN ('COMPLETE', 'ERROR') ORDER BY seq",
                         batch,
@@ -464,13 +517,13 @@ class Store:
         if not execution_ids:
             return []
         marks = ",".join("?" * len(execution_ids))
-        with self._read():
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 f"SELECT MAX(seq) FROM executions WHERE id IN ({marks})", execution_ids
             ).fetchone()
             if row is None or row[0] is None:
                 return []
-            rows = self._db.execute(
+            rows = db.execute(
                 "SELECT data FROM executions WHERE actor_id=? AND seq>? AND status IN ('COMPLETE', 'ERROR') "
                 "ORDER BY seq",
                 (actor_id, row[0]),
@@ -479,12 +532,12 @@ class Store:
 
     def actor_activity(self, actor_id: str) -> tuple[int, float | None]:
         """``(executions not yet terminal, time of the newest execution's last event)``."""
-        with self._read():
-            active = self._db.execute(
+        with self._read() as db:
+            active = db.execute(
                 "SELECT COUNT(*) FROM executions WHERE actor_id=? AND status NOT IN ('COMPLETE', 'ERROR')",
                 (actor_id,),
             ).fetchone()[0]
-            row = self._db.execute(
+            row = db.execute(
                 "SELECT data FROM executions WHERE actor_id=? ORDER BY seq DESC LIMIT 1", (actor_id,)
             ).fetchone()
         if row is None:
@@ -510,11 +563,11 @@ class Store:
             db.execute("DELETE FROM workers WHERE id=?", (worker_id,))
 
     def list_workers(self, actor_id: str | None = None) -> list[Worker]:
-        with self._read():
+        with self._read() as db:
             if actor_id is None:
-                rows = self._db.execute("SELECT data FROM workers").fetchall()
+                rows = db.execute("SELECT data FROM workers").fetchall()
             else:
-                rows = self._db.execute("SELECT data FROM workers WHERE actor_id=?", (actor_id,)).fetchall()
+                rows = db.execute("SELECT data FROM workers WHERE actor_id=?", (actor_id,)).fetchall()
         return [Worker(**json.loads(r[0])) for r in rows]
 
     def clear_workers(self) -> None:
@@ -523,11 +576,11 @@ class Store:
             db.execute("DELETE FROM workers")
 
     def stats(self) -> dict[str, Any]:
-        with self._read():
+        with self._read() as db:
             return {
-                "actors": self._db.execute("SELECT COUNT(*) FROM actors").fetchone()[0],
-                "executions": self._db.execute("SELECT COUNT(*) FROM executions").fetchone()[0],
-                "queued": self._db.execute("SELECT COUNT(*) FROM mailbox").fetchone()[0],
+                "actors": db.execute("SELECT COUNT(*) FROM actors").fetchone()[0],
+                "executions": db.execute("SELECT COUNT(*) FROM executions").fetchone()[0],
+                "queued": db.execute("SELECT COUNT(*) FROM mailbox").fetchone()[0],
             }
 
     # -- aliases, nonces and permissions (access_rules.py decides; these only store) ----------------
@@ -542,13 +595,13 @@ class Store:
             return cur.rowcount == 1
 
     def get_alias(self, name: str) -> Alias | None:
-        with self._read():
-            row = self._db.execute("SELECT data FROM aliases WHERE alias=?", (name,)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT data FROM aliases WHERE alias=?", (name,)).fetchone()
         return Alias(**json.loads(row[0])) if row else None
 
     def list_aliases(self) -> list[Alias]:
-        with self._read():
-            rows = self._db.execute("SELECT data FROM aliases ORDER BY seq").fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT data FROM aliases ORDER BY seq").fetchall()
         return [Alias(**json.loads(r[0])) for r in rows]
 
     def put_alias(self, alias: Alias) -> None:
@@ -574,17 +627,17 @@ class Store:
             )
 
     def get_nonce(self, nonce_id: str) -> Nonce | None:
-        with self._read():
-            row = self._db.execute("SELECT data FROM nonces WHERE id=?", (nonce_id,)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT data FROM nonces WHERE id=?", (nonce_id,)).fetchone()
         return Nonce(**json.loads(row[0])) if row else None
 
     def list_nonces(self, *, actor_id: str | None = None, alias: str | None = None) -> list[Nonce]:
         """An actor's own nonces (``actor_id``) or an alias's (``alias``), oldest first."""
-        with self._read():
+        with self._read() as db:
             if alias is not None:
-                rows = self._db.execute("SELECT data FROM nonces WHERE alias=? ORDER BY seq", (alias,))
+                rows = db.execute("SELECT data FROM nonces WHERE alias=? ORDER BY seq", (alias,))
             else:
-                rows = self._db.execute(
+                rows = db.execute(
                     "SELECT data FROM nonces WHERE actor_id=? AND alias IS NULL ORDER BY seq", (actor_id,)
                 )
             return [Nonce(**json.loads(r[0])) for r in rows.fetchall()]
@@ -607,8 +660,8 @@ class Store:
 
     def get_permissions(self, kind: str, target: str) -> dict[str, str]:
         """The grants on an actor (``kind="actor"``) or an alias (``"alias"``), in the order made."""
-        with self._read():
-            rows = self._db.execute(
+        with self._read() as db:
+            rows = db.execute(
                 "SELECT user, level FROM permissions WHERE kind=? AND target=? ORDER BY rowid", (kind, target)
             ).fetchall()
         return {r[0]: r[1] for r in rows}
@@ -633,13 +686,13 @@ class Store:
             return cur.rowcount == 1
 
     def get_config(self, name: str) -> ActorConfig | None:
-        with self._read():
-            row = self._db.execute("SELECT data FROM actor_configs WHERE name=?", (name,)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT data FROM actor_configs WHERE name=?", (name,)).fetchone()
         return ActorConfig(**json.loads(row[0])) if row else None
 
     def list_configs(self) -> list[ActorConfig]:
-        with self._read():
-            rows = self._db.execute("SELECT data FROM actor_configs ORDER BY seq").fetchall()
+        with self._read() as db:
+            rows = db.execute("SELECT data FROM actor_configs ORDER BY seq").fetchall()
         return [ActorConfig(**json.loads(r[0])) for r in rows]
 
     def put_config(self, config: ActorConfig) -> None:

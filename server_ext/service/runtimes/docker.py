@@ -47,6 +47,7 @@ from .base import (
     RunningRef,
     RunSpec,
     RuntimeFailure,
+    RuntimeUnreachable,
 )
 from .warm import LABEL_WARM, WarmPool, WarmUnavailable
 
@@ -87,6 +88,14 @@ class _Watch:
     exit_info: ExitInfo | None = None
     last_logs: str = ""
     stop_sampling: threading.Event = field(default_factory=threading.Event)
+
+
+# What the Docker SDK raises when the engine does not answer (socket gone, refused, cut mid-call).
+UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+
+
+def unreachable(exc: Exception) -> RuntimeUnreachable:
+    return RuntimeUnreachable(f"the Docker engine does not answer: {exc}")
 
 
 def _unlimited(value: Any) -> bool:
@@ -301,6 +310,8 @@ class DockerRuntime:
                     raise
                 # The name is held by an earlier attempt at this execution: names are cosmetic, go on.
                 container = self.api.create_container(**create)
+        except UNREACHABLE as exc:  # it may have been created: find_leftovers tells, later
+            raise unreachable(exc) from exc
         except docker.errors.ImageNotFound as exc:
             raise RuntimeFailure(self._missing_image_message(spec.image)) from exc
         except docker.errors.APIError as exc:
@@ -310,6 +321,8 @@ class DockerRuntime:
         container_id = container["Id"]
         try:
             self.api.start(container_id)
+        except UNREACHABLE as exc:  # it may have started: never remove it blindly (it may have run)
+            raise unreachable(exc) from exc
         except docker.errors.APIError as exc:
             self._remove_container(container_id)
             raise RuntimeFailure(
@@ -394,6 +407,8 @@ class DockerRuntime:
             state = self.api.inspect_container(watch.container_id)["State"]
         except docker.errors.NotFound:
             state = None
+        except UNREACHABLE as exc:  # not cached: the next wait() reads it once Docker answers
+            raise unreachable(exc) from exc
         if state is None or watch.gone:
             final: dict[str, Any] = {k: None for k in STATE_KEYS}
             final.update(
@@ -414,7 +429,15 @@ class DockerRuntime:
         watch = self._watches.get(run.ref)
         try:
             text = self.api.logs(run.ref, stdout=True, stderr=True, stream=False).decode("utf-8", "replace")
+        except UNREACHABLE as exc:
+            raise unreachable(exc) from exc
         except docker.errors.NotFound:
+            return watch.last_logs if watch else ""
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: being removed; its last logs read are what there is
+                raise RuntimeFailure(
+                    f"cannot read the logs of {run.ref[:12]}: {exc.explanation or exc}"
+                ) from exc
             return watch.last_logs if watch else ""
         if watch is not None:
             watch.last_logs = text
@@ -430,6 +453,8 @@ class DockerRuntime:
                 self.api.kill(run.ref)
             else:
                 self.api.stop(run.ref, timeout=max(1, math.ceil(grace)))
+        except UNREACHABLE as exc:
+            raise unreachable(exc) from exc
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
@@ -451,6 +476,8 @@ class DockerRuntime:
     def _remove_container(self, container_id: str) -> None:
         try:
             self.api.remove_container(container_id, force=True)
+        except UNREACHABLE as exc:
+            raise unreachable(exc) from exc
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
@@ -463,7 +490,10 @@ class DockerRuntime:
         """Containers of this service (by label) that still exist, running or not. A warm container of
         an earlier run is reported as never started under its own name, so recovery removes it (its
         executions cannot be re-attached: their zygote was the earlier run's)."""
-        found = self.api.containers(all=True, filters={"label": f"{LABEL_SERVICE}={service_id}"})
+        try:
+            found = self.api.containers(all=True, filters={"label": f"{LABEL_SERVICE}={service_id}"})
+        except UNREACHABLE as exc:
+            raise unreachable(exc) from exc
         ours = set(self.warm.container_ids())
         leftovers = []
         for c in found:

@@ -312,7 +312,23 @@ class ProcessRuntime:
             pass
 
     def find_leftovers(self, service_id: str) -> list[Leftover]:
-        """Processes an earlier run of this service started (found by their environment marker)."""
+        """Processes an earlier run of this service started (found by their environment marker), and
+        the log directories of executions whose process has gone since (they ran: not to be run again;
+        a message whose start never reached this runtime has no directory and can be requeued)."""
+        found = self._live_leftovers(service_id)
+        with self._lock:
+            known = {lo.execution_id for lo in found} | set(self._running)
+        try:
+            names = os.listdir(self.work_dir)
+        except OSError:
+            names = []
+        for name in names:
+            if name not in known and os.path.isfile(os.path.join(self.work_dir, name, "output.log")):
+                found.append(Leftover(name, "", running=False, started=True))
+        return found
+
+    @staticmethod
+    def _live_leftovers(service_id: str) -> list[Leftover]:
         found: list[Leftover] = []
         marker = f"{ENV_SERVICE}={service_id}".encode()
         for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -331,6 +347,8 @@ class ProcessRuntime:
     def attach(self, leftover: Leftover) -> RunningRef:
         """A process is not our child after a restart, so it cannot be waited on: stop it instead,
         and the dispatcher ends its execution ERROR."""
+        if not leftover.running or not leftover.ref.isdigit():
+            raise RuntimeFailure("the process of this execution had ended before the restart")
         try:
             os.killpg(int(leftover.ref), signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
