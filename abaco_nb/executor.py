@@ -21,9 +21,11 @@ from __future__ import annotations
 import atexit
 import base64
 import concurrent.futures as cf
+import html
 import json
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -32,9 +34,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from . import func_runner as wire
+from . import live
 from . import modules as needs
 from .client import AbacoAPIError, AbacoConnectionError, Client
 from .modules import MissingModuleError
+from .page import dashboard_link, dashboard_url
 
 EXECUTOR_HINT = "abaco_nb_executor"  # the service removes idle actors with this hint
 FUNC_IMAGE = "abaco-nb/py3-func"
@@ -51,6 +55,85 @@ def kernel_versions() -> dict[str, str]:
     import cloudpickle
 
     return {"python": f"{sys.version_info[0]}.{sys.version_info[1]}", "cloudpickle": cloudpickle.__version__}
+
+
+def default_name() -> str:
+    """A name a person can tell apart in ``%abaco actors``: the notebook (or kernel, or script) and the
+    time, e.g. ``executor sweep.ipynb 2026-12-01 21:50``. Jupyter gives kernels ``JPY_SESSION_NAME``
+    (the notebook's path); a kernel without it is named by its id, a script by its file."""
+    where = os.path.basename(os.environ.get("JPY_SESSION_NAME", "")) or _kernel_id() or os.path.basename(
+        sys.argv[0] if sys.argv and sys.argv[0] else ""
+    ) or f"pid {os.getpid()}"  # fmt: skip
+    return f"executor {where} {time.strftime('%Y-%m-%d %H:%M')}"
+
+
+def _kernel_id() -> str:
+    if "ipykernel" not in sys.modules:  # not in a kernel: importing ipykernel would only cost (and fool tqdm)
+        return ""
+    try:
+        from ipykernel import get_connection_file
+
+        base = os.path.basename(get_connection_file())
+    except Exception:  # not in a kernel
+        return ""
+    return f"kernel {base.removeprefix('kernel-').removesuffix('.json')[:8]}"
+
+
+_FRAME = re.compile(r'^(\s*)File "([^"]+)", line (\d+), in (\S+)')
+DYNAMIC = "<dynamic-code>"  # cloudpickle's file name for every code object it ships
+
+
+def code_files(fn: Any, limit: int = 500) -> dict[str, str]:
+    """``{function name: the file it was defined in}`` for ``fn`` and the functions it reaches through
+    its globals and nested code: cloudpickle renames every shipped file to ``<dynamic-code>``, so the
+    kernel keeps the real names to show a remote frame's source line."""
+    import types
+
+    found: dict[str, str] = {}
+    seen: set[int] = set()
+    todo: list[Any] = [fn]
+    while todo and len(found) < limit:
+        item = todo.pop()
+        item = getattr(item, "__func__", item)
+        code = getattr(item, "__code__", None)
+        if code is None or id(code) in seen:
+            continue
+        seen.add(id(code))
+        stack = [code]
+        while stack:
+            c = stack.pop()
+            found.setdefault(c.co_name, c.co_filename)
+            stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
+            names = getattr(item, "__globals__", {})
+            todo += [names[n] for n in c.co_names if n in names and callable(names[n])]
+    return found
+
+
+def with_kernel_sources(tb: str, files: dict[str, str] | None = None) -> str:
+    """A remote traceback with the source lines the container could not show: a frame of a function
+    defined in the notebook names ``<dynamic-code>`` (or a cell file that exists only in the kernel);
+    ``files`` (from :func:`code_files`) gives its real file, whose text IPython keeps in ``linecache``,
+    so the frame is renamed and its line inserted under it."""
+    import linecache
+
+    lines = tb.splitlines()
+    out: list[str] = []
+    for n, line in enumerate(lines):
+        found = _FRAME.match(line)
+        if found and found.group(2) == DYNAMIC and files and found.group(4) in files:
+            line = line.replace(f'"{DYNAMIC}"', f'"{files[found.group(4)]}"', 1)
+            found = _FRAME.match(line)
+        out.append(line)
+        if not found:
+            continue
+        indent = found.group(1)
+        following = lines[n + 1] if n + 1 < len(lines) else ""
+        if following.startswith(indent + "  ") and not _FRAME.match(following):
+            continue  # the remote side already showed the line
+        source = linecache.getline(found.group(2), int(found.group(3))).strip()
+        if source:
+            out.append(f"{indent}    {source}")
+    return "\n".join(out) + ("\n" if tb.endswith("\n") else "")
 
 
 def default_image() -> str:
@@ -95,6 +178,7 @@ class RemoteError(Exception):
         where = f" (execution {self.execution_id})" if self.execution_id else ""
         lines = [f"Remote call failed{where}:"]
         lines += (self.remote_traceback or str(self)).rstrip().splitlines()
+        lines += list(getattr(self, "__notes__", []))
         return lines
 
 
@@ -110,12 +194,12 @@ class VersionMismatchError(RuntimeError):
     """The image's Python or cloudpickle differs from the kernel's; nothing was run."""
 
 
-def _rebuild_error(body: bytes, execution_id: str) -> BaseException:
+def _rebuild_error(body: bytes, execution_id: str, files: dict[str, str] | None = None) -> BaseException:
     """An error frame back into an exception: the original type when it unpickles, else RemoteError."""
     import pickle
 
     info = pickle.loads(body)
-    tb = str(info.get("traceback") or "")
+    tb = with_kernel_sources(str(info.get("traceback") or ""), files)
     exc: BaseException | None = None
     if info.get("exception"):
         try:
@@ -149,28 +233,49 @@ class AbacoAsyncResponse(cf.Future):  # type: ignore[type-arg]
     as in agavepy; ``cancel()`` works until the call has finished, including while it runs.
     """
 
-    def __init__(self, executor: AbacoExecutor, execution_id: str, index: int | None) -> None:
+    def __init__(
+        self, executor: AbacoExecutor, execution_id: str, index: int | None, call: int | None = None
+    ) -> None:
         super().__init__()
         self._executor = executor
         self.actor_id = executor.actor_id
         self.execution_id = execution_id
         self.index = index  # position of the call in its execution's chunk; None: the whole execution
+        self.call = call  # position in its map (None for submit)
+        # The remote side as the executor's monitor last saw it: SUBMITTED (queued, and what it is
+        # until a monitor looks), RUNNING (this very call runs now), QUEUED (its execution runs another
+        # call of the chunk), COMPLETE/ERROR (ended, result not read yet).
+        self.status: str = "SUBMITTED"
+
+    @property
+    def state(self) -> str:
+        if self.cancelled():
+            return "cancelled"
+        if self.done():
+            return "failed" if self.exception() is not None else "done"
+        return "running" if self.status == "RUNNING" else "pending"
 
     def __repr__(self) -> str:
-        state = "cancelled" if self.cancelled() else "done" if self.done() else "pending"
         where = f"{self.execution_id}" + (f"[{self.index}]" if self.index else "")
-        return f"<AbacoAsyncResponse {where} {state}>"
+        call = f" call {self.call}" if self.call is not None else ""
+        return f"<AbacoAsyncResponse {where}{call} {self.state}>"
 
     def _repr_html_(self) -> str:
-        colour = {"done": "green", "pending": "orange", "cancelled": "grey"}
-        state = "cancelled" if self.cancelled() else "done" if self.done() else "pending"
-        if state == "done" and self.exception() is not None:
-            state, colour["failed"] = "failed", "red"
-        return (
-            f"<b>AbacoAsyncResponse</b> execution <code>{self.execution_id}</code>"
-            f"{'' if self.index is None else f' call {self.index}'} "
-            f"<span style='color:{colour[state]}'>{state}</span>"
+        colour = {"done": "#2e7d32", "pending": "#ef6c00", "running": "#1565c0", "cancelled": "#757575",
+                  "failed": "#c62828"}  # fmt: skip
+        state = self.state
+        link = dashboard_link(
+            self._executor.client, "dashboard", actor=self.actor_id, execution=self.execution_id
         )
+        return (
+            f"<b>AbacoAsyncResponse</b>{'' if self.call is None else f' call {self.call}'} execution "
+            f"<code>{self.execution_id}</code>{'' if self.index is None else f' [{self.index}]'} "
+            f"<span style='color:{colour[state]}'>{state}</span> · {link}"
+        )
+
+    def track(self) -> None:
+        """Ask the executor to follow remote statuses (what a progress bar needs to count running)."""
+        self._executor.track()
 
     def running(self) -> bool:
         return not self.done()
@@ -182,7 +287,15 @@ class AbacoAsyncResponse(cf.Future):  # type: ignore[type-arg]
         return True
 
     def logs(self) -> str:
-        """The execution's logs (stdout and stderr of the container or process)."""
+        """This call's output (stdout and stderr), cut from its execution's log at the runner's markers;
+        for a response of a whole execution (``reload`` by actor id), the execution's log."""
+        text = self._executor.client.logs(self.actor_id, self.execution_id)
+        if self.index is None:
+            return live.strip_markers(text)
+        return live.split_calls(text).get(self.index, "")
+
+    def execution_logs(self) -> str:
+        """The whole execution's log, every call of its chunk, markers included."""
         return self._executor.client.logs(self.actor_id, self.execution_id)
 
     def execution(self) -> Any:
@@ -278,10 +391,11 @@ class AbacoExecutor(cf.Executor):
         chunksize: int | None = None,
         progress: bool = True,
         cancel_on_exit: bool = True,
-        name: str = EXECUTOR_HINT,
+        name: str | None = None,
         environment: dict[str, str] | None = None,
         check_versions: bool = True,
         ready_timeout: float = 120.0,
+        live_output: bool | None = None,
     ) -> None:
         if client is not None and not isinstance(client, Client):
             raise TypeError(
@@ -307,6 +421,15 @@ class AbacoExecutor(cf.Executor):
         self.startup_seconds = 0.0
         self.image_build: dict[str, Any] | None = None  # what the kernel image build said, if one ran
         self.image_modules: frozenset[str] | None = None  # import names the image is known to have
+        # Remote output live in the cell that started each call: on by default in a Jupyter kernel.
+        self.live_output = live.current_cell() is not None if live_output is None else live_output
+        self._sinks: dict[str, tuple[str, live.LiveOutput]] = {}  # execution id -> (prefix name, output)
+        self._calls: dict[str, list[int | None]] = {}  # execution id -> map positions of its calls
+        self._files: dict[str, dict[str, str]] = {}  # execution id -> its functions' real files
+        self._monitor: threading.Thread | None = None
+        self._tracking = False
+        self.created = time.time()
+        self.name = name or default_name()
         t0 = time.monotonic()
         if image is not None and packages is not None:
             raise ValueError("pass image= (an image of your own) or packages= (a kernel image), not both")
@@ -315,7 +438,7 @@ class AbacoExecutor(cf.Executor):
             fields: dict[str, Any] = {"hints": [EXECUTOR_HINT], "token": False}
             actor = self.client.register(
                 self.image,
-                name=name,
+                name=self.name,
                 stateless=True,
                 max_workers=max_workers,
                 default_environment=environment,
@@ -324,7 +447,9 @@ class AbacoExecutor(cf.Executor):
             self.actor_id = str(actor.id)
         else:
             self.actor_id = actor_id
-            self.image = str(self.client.actor(actor_id).image)
+            existing = self.client.actor(actor_id)
+            self.image = str(existing.image)
+            self.name = str(existing.get("name") or self.name)
         try:
             actor = self.client.wait_until_ready(self.actor_id, timeout=ready_timeout)
         except AbacoAPIError as exc:
@@ -405,16 +530,44 @@ class AbacoExecutor(cf.Executor):
             except AbacoAPIError:
                 pass
 
+    def counts(self) -> dict[str, int]:
+        """Unfinished calls now: ``{"pending": n, "running": m}`` (running as the monitor last saw)."""
+        with self._lock:
+            responses = [r for rs in self._pending.values() for r in rs if not r.done()]
+        running = sum(1 for r in responses if r.status == "RUNNING")
+        return {"pending": len(responses), "running": running}
+
+    def _state_text(self) -> str:
+        if self.deleted:
+            return "deleted"
+        c = self.counts()
+        running = f", {c['running']} running" if self._tracking else ""
+        return f"{c['pending']} call(s) pending{running}"
+
     def __repr__(self) -> str:
-        state = "deleted" if self.deleted else f"{sum(map(len, self._pending.values()))} pending"
-        return f"<AbacoExecutor actor={self.actor_id} image={self.image} {state}>"
+        return f"<AbacoExecutor {self.name!r} actor={self.actor_id} image={self.image} {self._state_text()}>"
 
     def _repr_html_(self) -> str:
-        state = "deleted" if self.deleted else f"{sum(map(len, self._pending.values()))} call(s) pending"
+        link = dashboard_link(self.client, "dashboard", actor=self.actor_id)
         return (
-            f"<b>AbacoExecutor</b> actor <code>{self.actor_id}</code> image <code>{self.image}</code> "
-            f"({self.max_workers} worker(s), {state})"
+            f"<div class='abaco-executor'><b>AbacoExecutor</b> <i>{html.escape(self.name)}</i> actor "
+            f"<code>{self.actor_id}</code> image <code>{html.escape(self.image)}</code> "
+            f"({self.max_workers} worker(s), <span class='abaco-executor-state'>{self._state_text()}</span>)"
+            f"{' · ' + link if link else ''}</div>"
         )
+
+    def _ipython_display_(self) -> None:
+        """Displayed in a cell, the repr keeps itself current while calls are pending."""
+        live.show_live(self)
+
+    def live_finished(self) -> bool:
+        """Whether a live display of this executor can stop updating."""
+        return self.deleted or self.counts()["pending"] == 0
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard page, opened at this executor's actor."""
+        return dashboard_url(self.client, actor=self.actor_id)
 
     # -- submitting ---------------------------------------------------------------------------------
 
@@ -465,7 +618,7 @@ class AbacoExecutor(cf.Executor):
         show = self.progress if progress is None else progress
         try:
             for start in range(0, len(calls), size):
-                responses += self._submit_chunk(fn, calls[start : start + size], limit)
+                responses += self._submit_chunk(fn, calls[start : start + size], limit, first_call=start)
         except BaseException:
             for r in responses:  # a failure half-way (or Ctrl-C) leaves nothing running
                 r.cancel()
@@ -481,8 +634,9 @@ class AbacoExecutor(cf.Executor):
             from .widgets import show_progress
         except ImportError:  # ipywidgets missing: the text bar still works
             show_progress = None  # type: ignore[assignment]
+        link = dashboard_link(self.client, "dashboard", actor=self.actor_id)
         if show_progress is not None and show_progress(
-            responses, cancel=self.cancel_all, description=description
+            responses, cancel=self.cancel_all, description=description, link=link
         ):
             return
         _Progress(responses, description)
@@ -497,8 +651,10 @@ class AbacoExecutor(cf.Executor):
         fn: Callable[..., Any],
         calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
         timeout: float | None,
+        first_call: int | None = None,
     ) -> list[AbacoAsyncResponse]:
-        """Pickle and send one chunk (split further if it is too big); register its futures."""
+        """Pickle and send one chunk (split further if it is too big); register its futures.
+        ``first_call``: the map position of the chunk's first call (None for submit)."""
         if self._closed:
             raise RuntimeError("cannot submit: the executor was shut down or deleted")
         import cloudpickle
@@ -510,8 +666,9 @@ class AbacoExecutor(cf.Executor):
             raise TypeError(f"cannot pickle the function or its arguments: {exc}") from None
         if len(payload) > CHUNK_TARGET_BYTES and len(calls) > 1:
             half = len(calls) // 2
-            return self._submit_chunk(fn, calls[:half], timeout) + self._submit_chunk(
-                fn, calls[half:], timeout
+            second = None if first_call is None else first_call + half
+            return self._submit_chunk(fn, calls[:half], timeout, first_call) + self._submit_chunk(
+                fn, calls[half:], timeout, second
             )
         if len(payload) > MAX_MESSAGE_BYTES:
             raise ValueError(
@@ -523,6 +680,8 @@ class AbacoExecutor(cf.Executor):
         if timeout:
             backstop = math.ceil(timeout * len(calls) + self.timeout_grace)
             environment["_abaco_nb_timeout"] = str(backstop)
+        sink = self._sink(fn)
+        files = code_files(fn)
         with self._send_lock:
             try:
                 receipt: Any = self.client.send(self.actor_id, message, environment=environment)
@@ -531,14 +690,101 @@ class AbacoExecutor(cf.Executor):
                     raise ValueError(f"the service refused the call as too large: {exc.message}") from None
                 raise
             eid = str(receipt.execution_id)
-            responses = [AbacoAsyncResponse(self, eid, i) for i in range(len(calls))]
+            positions = [None if first_call is None else first_call + i for i in range(len(calls))]
+            responses = [AbacoAsyncResponse(self, eid, i, positions[i]) for i in range(len(calls))]
             with self._lock:
                 self._pending[eid] = responses
                 self._sizes[eid] = len(calls)
                 self._newest = eid
+                self._calls[eid] = list(positions)
+                self._files[eid] = files
+                if sink is not None:
+                    self._sinks[eid] = sink
+                    self._tracking = True
+                if self._tracking:
+                    self._start_monitor()
                 self._start_watcher()
                 self._lock.notify_all()
         return responses
+
+    # -- live output and remote statuses -------------------------------------------------------------
+
+    def _sink(self, fn: Callable[..., Any]) -> tuple[str, live.LiveOutput] | None:
+        """The running cell's live output for this executor (created there, on this thread)."""
+        if not self.live_output:
+            return None
+        link = dashboard_link(self.client, "dashboard", actor=self.actor_id)
+        out = live.for_cell(self.actor_id, f"remote output of {self.name}", link)
+        return None if out is None else (getattr(fn, "__name__", "call"), out)
+
+    def track(self) -> None:
+        """Follow the remote status of pending calls (one request per second for the actor's
+        executions, plus the logs of those running): what progress bars and live reprs show."""
+        with self._lock:
+            self._tracking = True
+            if self._pending:
+                self._start_monitor()
+
+    def _start_monitor(self) -> None:
+        if self._monitor is None or not self._monitor.is_alive():
+            self._monitor = threading.Thread(
+                target=self._monitor_loop, name=f"abaco-monitor-{self.actor_id}", daemon=True
+            )
+            self._monitor.start()
+
+    def _monitor_loop(self, interval: float = 0.5) -> None:
+        """While calls are pending: mark the call that runs in each RUNNING execution, and write what
+        its execution printed since the last look to the cell that started it (prefixed by call)."""
+        cursors: dict[str, live.LogCursor] = {}
+        while True:
+            with self._lock:
+                watched = {eid: list(rs) for eid, rs in self._pending.items()}
+                ended = [eid for eid in cursors if eid not in watched]
+            if not watched and not ended:
+                return
+            try:
+                statuses = {str(e.get("id")): str(e.get("status"))
+                            for e in self.client.executions(self.actor_id).get("executions") or []}  # fmt: skip
+            except AbacoAPIError:
+                time.sleep(2.0)
+                continue
+            for eid in ended:  # the watcher completed it: write what was printed at the very end
+                self._tail(eid, cursors.pop(eid), final=True)
+            for eid, responses in watched.items():
+                status = statuses.get(eid, "SUBMITTED")
+                if status == "RUNNING" or status in ("COMPLETE", "ERROR"):
+                    cursor = cursors.setdefault(eid, live.LogCursor())
+                    self._tail(eid, cursor, final=False)
+                    current = cursor.current
+                else:
+                    current = None
+                for r in responses:
+                    if not r.done():
+                        r.status = ("RUNNING" if status == "RUNNING" and r.index in (current, None)
+                                    else "QUEUED" if status == "RUNNING" else status)  # fmt: skip
+            time.sleep(interval)
+
+    def _tail(self, eid: str, cursor: live.LogCursor, final: bool) -> None:
+        try:
+            text = self.client.logs(self.actor_id, eid)
+        except AbacoAPIError:
+            return
+        new = cursor.advance(text, final=final)
+        sink = self._sinks.get(eid)
+        if sink is None:
+            return
+        name, out = sink
+        positions = self._calls.get(eid) or []
+        for index, chunk in new:
+            if index == live.PREAMBLE:
+                continue  # the runner's own lines
+            call = positions[index] if 0 <= index < len(positions) else None
+            prefix = f"{name} {call}" if call is not None else f"exec {eid}"
+            out.write(prefix, chunk, final=final)
+        if final:
+            out.flush()
+            with self._lock:
+                self._sinks.pop(eid, None)
 
     # -- completion ---------------------------------------------------------------------------------
 
@@ -624,6 +870,7 @@ class AbacoExecutor(cf.Executor):
         except Exception as exc:  # results unreadable: every call of the execution fails with the reason
             outcomes = {}
             missing = RemoteError("", f"could not read the results: {exc}", "", eid)
+        self._files.pop(eid, None)
         chunk_error = outcomes.get(-1)
         outcome: tuple[str, Any]
         for response in responses:
@@ -643,11 +890,33 @@ class AbacoExecutor(cf.Executor):
                 if kind == "ok":
                     response.set_result(value if response.index is None else [value])
                 else:
-                    response.set_exception(
-                        value if isinstance(value, BaseException) else RemoteError("", str(value))
-                    )
+                    error = value if isinstance(value, BaseException) else RemoteError("", str(value))
+                    response.set_exception(self._describe(error, response))
             except cf.InvalidStateError:  # cancelled meanwhile
                 pass
+
+    def _describe(self, error: BaseException, response: AbacoAsyncResponse) -> BaseException:
+        """Say which call failed where: ``execution_id`` and ``call`` on the exception, and a note
+        (shown under the traceback) pointing to ``logs()``. A chunk-wide error is shared: noted once."""
+        where = f"call {response.call}" if response.call is not None else "the call"
+        chunk = (
+            f", call {response.index} of its chunk"
+            if response.index not in (None, 0) or response.call
+            else ""
+        )
+        note = (f"abaco: {where} failed in execution {response.execution_id}{chunk} of executor actor "
+                f"{self.actor_id}; its future's .logs() shows what it printed")  # fmt: skip
+        try:
+            if getattr(error, "execution_id", None) in (None, ""):
+                error.execution_id = response.execution_id  # type: ignore[attr-defined]
+            if not hasattr(error, "call"):
+                error.call = response.call  # type: ignore[attr-defined]
+        except AttributeError:  # an exception type with __slots__: the note still says it
+            pass
+        notes = getattr(error, "__notes__", [])
+        if not any(n.startswith("abaco: ") for n in notes) and hasattr(error, "add_note"):
+            error.add_note(note)
+        return error
 
     def _outcomes(self, eid: str, inline: str | None = None) -> dict[int, tuple[str, Any]]:
         """Every call's outcome from the execution's result frames: ``{index: ("ok", value) |
@@ -665,7 +934,7 @@ class AbacoExecutor(cf.Executor):
                 except Exception as exc:
                     out[index] = ("error", RemoteError("", f"could not unpickle the result: {exc}", "", eid))
             else:
-                out[index] = ("error", _rebuild_error(body, eid))
+                out[index] = ("error", _rebuild_error(body, eid, self._files.get(eid)))
         if foreign and not decoded:  # an agavepy-style runner: one plain result frame
             try:
                 out[0] = ("ok", cloudpickle.loads(foreign[0]))

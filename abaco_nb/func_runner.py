@@ -51,6 +51,10 @@ DEFAULT_MAX_RESULT_BYTES = 256 * 1024 * 1024
 ENV_MAX_RESULT = "ABACO_NB_MAX_RESULT_BYTES"
 BINARY_DATA_PATH = "/_abaco_binary_data"
 RESULTS_SOCKET_PATH = "/_abaco_results.sock"
+# Marker lines in the log, one before each call of a chunk and one at the end: the kernel splits the log
+# per call (``future.logs()``, live output) and the dashboard page draws one bar per call from the times.
+CALL_MARKER = "--- abaco-nb call {index} @{time:.6f} ---"
+END_MARKER = "--- abaco-nb end @{time:.6f} ---"
 ENV_BINARY_DATA = "ABACO_NB_BINARY_DATA"  # host paths used by the process runtime
 ENV_RESULTS_SOCKET = "ABACO_NB_RESULTS_SOCK"
 
@@ -298,6 +302,22 @@ def _version_problem(sent: dict[str, str]) -> str | None:
     )
 
 
+def _line_buffered() -> None:
+    """Each printed line reaches the log at once (a pipe is block-buffered): output is live."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            pass
+
+
+def _mark(line: str) -> None:
+    """A marker on a line of its own, after whatever the previous call left unflushed on stderr."""
+    sys.stderr.flush()
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def run_chunk(outer: dict[str, Any], send: Any) -> int:
     """Run every call of an abaco-nb chunk, sending one result (or error) per call as it finishes."""
     import cloudpickle
@@ -322,7 +342,9 @@ def run_chunk(outer: dict[str, Any], send: Any) -> int:
     limit = max_result_bytes()
     failed = 0
     batch = _Batcher(send, bool(outer.get("batch")))
+    _line_buffered()
     for index, (args, kwargs) in enumerate(calls):
+        _mark(CALL_MARKER.format(index=index, time=time.time()))
         kind = "ok"
         try:
             if timeout:
@@ -350,6 +372,7 @@ def run_chunk(outer: dict[str, Any], send: Any) -> int:
                 body = error_body(RuntimeError(f"{type(exc).__name__}: {exc!s:.500} ({inner})"))
         batch.add(index, kind, body)
     batch.flush()
+    _mark(END_MARKER.format(time=time.time()))
     print(f"abaco-nb runner: {len(calls)} call(s), {failed} failed")
     return 1 if failed else 0
 

@@ -9,6 +9,7 @@ bad arguments, an unknown actor, a refused request, an unreachable service — b
 from __future__ import annotations
 
 import argparse
+import atexit
 import difflib
 import sys
 import time
@@ -269,6 +270,9 @@ class AbacoMagics(Magics):
         receipt = client.send(actor_id, message, environment=key_values(args.query, "-q"))
         assert isinstance(receipt, MessageReceipt)  # not synchronous: always a receipt
         if not args.wait:
+            from ..live import follow
+
+            follow(client, actor_id, receipt.execution_id, f"output of {args.actor}")
             return receipt
         execution = self._wait(actor_id, receipt.execution_id, args.timeout)
         logs = Logs.of(client.logs(actor_id, receipt.execution_id), actor_id, receipt.execution_id, client)
@@ -430,12 +434,23 @@ class AbacoMagics(Magics):
             raise MagicError(f"cannot evaluate {what} {expression!r}: {type(exc).__name__}: {exc}") from None
 
     def executor(self, image: str | None = None) -> Any:
-        """One AbacoExecutor per image for the session (registering one takes a moment)."""
-        if image not in self._executors:
-            from ..executor import AbacoExecutor
+        """The executor ``%%abaco map`` uses: the notebook's own when it made one (the newest live
+        ``AbacoExecutor`` on this service, with that image when ``--image`` is given), so the example's
+        ``ex.delete()`` cleans up everything; else one of its own, made once per image and deleted
+        when the kernel exits."""
+        from ..executor import _LIVE, AbacoExecutor
 
-            self._executors[image] = AbacoExecutor(client=self.get_client(), image=image)
-        return self._executors[image]
+        client = self.get_client()
+        own = set(map(id, self._executors.values()))
+        theirs = [e for e in list(_LIVE) if id(e) not in own and not e.deleted and not e._closed
+                  and e.client.base_url == client.base_url and (image is None or e.image == image)]  # fmt: skip
+        if theirs:
+            return max(theirs, key=lambda e: e.created)
+        current = self._executors.get(image)
+        if current is None or current.deleted or current._closed:
+            current = self._executors[image] = AbacoExecutor(client=client, image=image)
+            atexit.register(_delete_quietly, current)
+        return current
 
     def _cell_map(self, line: str, cell: str) -> sweep.Sweep:
         """``%%abaco map a=range(10) b=[1, 2] --wait``: each value is any Python expression (the line is
@@ -470,16 +485,19 @@ class AbacoMagics(Magics):
         points = sweep.grid(axes)
         namespace = self.shell.user_ns if self.shell is not None else {}
         fn = sweep.point_function(cell, list(axes), namespace)
-        futures = self._map(fn, points, args)
+        executor = self.executor(args.image)
+        futures = list(executor.map(fn, [(p,) for p in points], progress=False))  # our own widget below
         progress = None
         if not args.no_progress and not args.wait:
-            from ..widgets.progress import ExecutorProgress
-
-            progress = ExecutorProgress(futures, description="sweep points")
             from IPython.display import display
 
+            from ..page import dashboard_link
+            from ..widgets.progress import ExecutorProgress
+
+            link = dashboard_link(executor.client, "dashboard", actor=executor.actor_id)
+            progress = ExecutorProgress(futures, description="sweep points", link=link)
             display(progress)
-        result = sweep.Sweep(points, futures, progress)
+        result = sweep.Sweep(points, futures, progress, executor)
         if args.wait:
             try:
                 result.wait()
@@ -489,14 +507,10 @@ class AbacoMagics(Magics):
             self.shell.user_ns[args.out] = result
         return result
 
-    def _map(self, fn: Any, points: list[dict[str, Any]], args: argparse.Namespace) -> list[Any]:
-        import inspect
 
-        executor = self.executor(args.image)
-        kwargs: dict[str, Any] = {}
-        try:
-            if "progress" in inspect.signature(executor.map).parameters:
-                kwargs["progress"] = False  # this magic shows its own widget
-        except (TypeError, ValueError):
-            pass
-        return list(executor.map(fn, [(p,) for p in points], **kwargs))
+def _delete_quietly(executor: Any) -> None:
+    """At kernel exit: remove an executor the magic made for itself (nothing else refers to it)."""
+    try:
+        executor.delete()
+    except Exception:
+        pass

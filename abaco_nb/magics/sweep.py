@@ -55,9 +55,23 @@ def point_function(
     func.body = [*unpack, *statements]
     module = ast.fix_missing_locations(ast.Module(body=[func], type_ignores=[]))
     scope = dict(namespace)  # the notebook's globals, without defining anything in them
-    exec(compile(module, "<%%abaco map cell>", "exec"), scope)
+    filename = _remember_source(body)
+    exec(compile(module, filename, "exec"), scope)
     fn: Callable[[dict[str, Any]], Any] = scope[POINT_FUNCTION]
     return fn
+
+
+_CELLS = itertools.count(1)
+
+
+def _remember_source(body: str) -> str:
+    """A file name for the cell's code, with its text in ``linecache``: a remote traceback through the
+    sweep's function then shows the cell's lines (the executor looks them up in the kernel)."""
+    import linecache
+
+    filename = f"<%%abaco map cell {next(_CELLS)}>"
+    linecache.cache[filename] = (len(body), None, body.splitlines(True), filename)
+    return filename
 
 
 def unwrap(value: Any) -> Any:
@@ -69,14 +83,24 @@ def unwrap(value: Any) -> Any:
 
 class Sweep:
     """The points of a sweep and their futures. ``.results`` blocks; ``.table()`` lists params and
-    results; the HTML repr shows what has finished so far without waiting."""
+    results; ``.dataframe()`` is that table as a pandas DataFrame (parameters as columns) and ``.plot()``
+    draws it in one line. Displayed in a cell, the table keeps itself current while points finish."""
 
     def __init__(
-        self, points: list[dict[str, Any]], futures: Sequence[Future[Any]], progress: Any = None
+        self,
+        points: list[dict[str, Any]],
+        futures: Sequence[Future[Any]],
+        progress: Any = None,
+        executor: Any = None,
     ) -> None:
         self.points = points
         self.futures = list(futures)
         self.progress = progress
+        self.executor = executor
+
+    @property
+    def parameters(self) -> list[str]:
+        return list(self.points[0]) if self.points else []
 
     def wait(self, timeout: float | None = None) -> Sweep:
         wait_futures(self.futures, timeout=timeout)
@@ -88,32 +112,97 @@ class Sweep:
         return [unwrap(f.result()) for f in self.futures]
 
     def table(self) -> list[dict[str, Any]]:
-        """``[{**params, "result": ..., "status": ...}]`` for the points that have finished."""
+        """``[{**params, "result": ..., "status": ...}]`` for every point, as it stands now."""
         rows = []
         for point, f in zip(self.points, self.futures, strict=True):
-            if not f.done():
-                rows.append({**point, "result": None, "status": "pending"})
-            elif f.cancelled():
+            if f.cancelled():
                 rows.append({**point, "result": None, "status": "cancelled"})
+            elif not f.done():
+                running = getattr(f, "status", None) == "RUNNING"
+                rows.append({**point, "result": None, "status": "running" if running else "pending"})
             elif f.exception() is not None:
                 rows.append({**point, "result": None, "status": f"error: {f.exception()}"})
             else:
                 rows.append({**point, "result": unwrap(f.result()), "status": "done"})
         return rows
 
+    def dataframe(self, wait: bool = False) -> Any:
+        """The table as a ``pandas.DataFrame``: one column per parameter, then ``result`` and ``status``
+        (``wait=True`` first waits for every point). A result that is a dict becomes columns of its
+        own (``result.<key>``), so a point returning several numbers plots directly."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("Sweep.dataframe() needs pandas: pip install pandas") from None
+        if wait:
+            self.wait()
+        frame = pd.DataFrame(self.table(), columns=[*self.parameters, "result", "status"])
+        if (
+            len(frame)
+            and all(isinstance(v, dict) for v in frame["result"].dropna())
+            and frame["result"].notna().any()
+        ):
+            expanded = pd.json_normalize([v if isinstance(v, dict) else {} for v in frame["result"]])
+            expanded.columns = [f"result.{c}" for c in expanded.columns]
+            frame = pd.concat([frame.drop(columns=["result"]), expanded], axis=1)
+        return frame
+
+    def plot(self, x: str | None = None, y: str = "result", ax: Any = None, **kwargs: Any) -> Any:
+        """``sweep.plot()``: ``y`` against the first parameter (or ``x``), one line per combination of
+        the other parameters; returns the matplotlib Axes. Waits for every point."""
+        frame = self.dataframe(wait=True)
+        x = x or (self.parameters[0] if self.parameters else None)
+        if x is None:
+            raise ValueError("a sweep without parameters has nothing to plot against")
+        if y not in frame.columns:
+            raise ValueError(f"no column {y!r}; the columns are {', '.join(map(str, frame.columns))}")
+        others = [p for p in self.parameters if p != x]
+        frame = frame[frame["status"] == "done"]
+        if not others:
+            return frame.plot(x=x, y=y, ax=ax, marker="o", **kwargs)
+        for key, group in frame.groupby(others):
+            label = ", ".join(
+                f"{n}={v}" for n, v in zip(others, key if isinstance(key, tuple) else (key,), strict=True)
+            )
+            ax = group.plot(x=x, y=y, ax=ax, marker="o", label=label, **kwargs)
+        return ax
+
+    def live_finished(self) -> bool:
+        return all(f.done() for f in self.futures)
+
+    def _ipython_display_(self) -> None:
+        from ..live import show_live
+
+        show_live(self)
+
     def __len__(self) -> int:
         return len(self.points)
 
+    def _summary(self) -> str:
+        rows = self.table()
+        done = sum(r["status"] == "done" for r in rows)
+        failed = sum(str(r["status"]).startswith("error") for r in rows)
+        cancelled = sum(r["status"] == "cancelled" for r in rows)
+        running = sum(r["status"] == "running" for r in rows)
+        parts = [f"{done + failed + cancelled}/{len(self)} finished"]
+        parts += [
+            f"{n} {what}"
+            for n, what in ((running, "running"), (failed, "failed"), (cancelled, "cancelled"))
+            if n
+        ]
+        return ", ".join(parts)
+
     def __repr__(self) -> str:
-        done = sum(f.done() for f in self.futures)
-        lines = [f"<Sweep of {len(self)} points, {done} finished>"]
+        lines = [f"<Sweep of {len(self)} points: {self._summary()}>"]
         for row in self.table()[:50]:
             lines.append("  " + ", ".join(f"{k}={v!r}" for k, v in row.items()))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        from ..page import dashboard_link
+        from ..records import MUTED, TEXT
+
         rows = self.table()
-        done = sum(f.done() for f in self.futures)
         if not rows:
             return "<i>empty sweep</i>"
         cols = list(rows[0])
@@ -124,7 +213,16 @@ class Sweep:
             + "</tr>"
             for r in rows[:200]
         )
+        more = (
+            f"<small> (first 200 of {len(rows)} points; .dataframe() has all)</small>"
+            if len(rows) > 200
+            else ""
+        )
+        link = ""
+        if self.executor is not None:
+            link = " · " + dashboard_link(self.executor.client, "dashboard", actor=self.executor.actor_id)
         return (
-            f"<div class='abaco-sweep'><small>sweep: {done}/{len(self)} finished</small>"
-            f"<table class='abaco-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+            f"<div class='abaco-sweep' style='color:{TEXT}'><small class='abaco-sweep-summary' "
+            f"style='color:{MUTED}'>sweep: {html.escape(self._summary())}{link}</small>"
+            f"<table class='abaco-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}</div>"
         )

@@ -52,6 +52,7 @@ class Dashboard(w.VBox):
         self._closed = False
         self.selected_actor: str | None = None
         self._armed: tuple[str, float] | None = None  # (actor id, deadline): Delete pressed once
+        self._selection = threading.RLock()  # an actor switch and an executions refresh never interleave
         self._scaled_for: str | None = None
         self.log_viewer: LogViewer | None = None
         self.refreshed = (
@@ -206,9 +207,11 @@ class Dashboard(w.VBox):
                 cached = self.client.execution(actor_id, eid)
                 self._details[eid] = cached
             details.append(cached)
-        self.executions = details
         options = [(f"{e['id']} {e.get('status')}", str(e["id"])) for e in reversed(details)]
-        with self.hold_sync():
+        with self._selection, self.hold_sync():
+            if actor_id != self.selected_actor:
+                return
+            self.executions = details
             self.execution_table.value = self._execution_html(details, len(summary))
             self.timeline.value = timeline_svg(details)
             if [o[1] for o in self.execution_select.options] != [o[1] for o in options]:
@@ -258,13 +261,14 @@ class Dashboard(w.VBox):
 
     def _on_actor(self, change: dict[str, Any]) -> None:
         if change.get("new") and change["new"] != self.selected_actor:
-            self.selected_actor = change["new"]
-            self._disarm()
-            if self.log_viewer is not None:  # the previous actor's logs must not stay on screen
-                self.log_viewer.close()
-                self.log_viewer = None
-            self.log_box.children = []
-            self.execution_select.options = []
+            with self._selection:
+                self.selected_actor = change["new"]
+                self._disarm()
+                if self.log_viewer is not None:  # the previous actor's logs must not stay on screen
+                    self.log_viewer.close()
+                    self.log_viewer = None
+                self.log_box.children = []
+                self.execution_select.options = []
             self._jobs.put(lambda: self._refresh_executions(str(change["new"])))
 
     def _on_execution(self, change: dict[str, Any]) -> None:

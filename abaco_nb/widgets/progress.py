@@ -119,6 +119,10 @@ class ExecutorProgress(w.VBox):
         self._refresh()
         for f in self.futures:
             f.add_done_callback(lambda _f: self._wake.set())
+        for f in self.futures:  # Abaco responses: have their executor follow which call runs
+            track = getattr(f, "track", None)
+            if callable(track):
+                track()
         self._thread = threading.Thread(target=self._loop, name="abaco-progress", daemon=True)
         self._thread.start()
 
