@@ -100,11 +100,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         served = start_serve(Path(tmp))
         try:
-            # an actor whose image cannot run on this runtime stays ERROR: messages queue, none run,
-            # so the figure is the acceptance path alone (validate, commit, answer)
-            r = served.session.post(served.api("/actors"), json={"image": "registry.invalid/none"})
+            # a stateful actor whose one worker is held by a first message that sleeps: the others
+            # queue and none run, so the figure is the acceptance path alone (validate, commit, answer).
+            # (An actor in ERROR refuses messages, so it cannot serve for this.)
+            r = served.session.post(
+                served.api("/actors"), json={"image": "local:sleep 3600", "stateless": False}
+            )
             aid = r.json()["result"]["id"]
             wait_ready(served, aid)
+            served.session.post(served.api(f"/actors/{aid}/messages"), data={"message": "hold the worker"})
             rate, lat = throughput(served, aid, args.messages, args.clients)
             done, bare = message_to_complete(served, args.runs)
         finally:

@@ -95,6 +95,7 @@ class Dispatcher:
         self.executions = lifecycle.Executions()  # the runs workers hold; decides every status
         self._machine = threading.Lock()
         self._runtime_down = threading.Event()  # set while the runtime does not answer
+        self._workers_cleared = False  # the last run's worker rows are gone (recover)
         self._unremoved: dict[str, RunningRef] = {}  # removals the runtime did not answer: retried
         self.files_dir = os.path.join(config.resolved_run_dir(), "messages")
         os.makedirs(self.files_dir, mode=0o700, exist_ok=True)
@@ -201,6 +202,7 @@ class Dispatcher:
         the runtime does not answer, a thread does it once it does (the queues wait meanwhile)."""
         try:
             self.store.clear_workers()
+            self._workers_cleared = True
             running = self.store.executions_with_status(RUNNING)
         except StoreUnavailable as exc:  # the service still starts and says what is wrong
             log.error("cannot read the database to recover: %s; retrying in the background", exc)
@@ -216,16 +218,27 @@ class Dispatcher:
         self._reconcile(running, leftovers, remove_strays=True)
 
     def _recover_later(self) -> None:
+        """``recover`` once the store takes writes and the runtime answers again."""
         attempt = 0
         while not self._closing.wait(lifecycle.backoff(attempt)):
             attempt += 1
             try:
+                if not self._workers_cleared:  # rows of the last run's workers; keep ours
+                    self.store.clear_workers()
+                    self._workers_cleared = True
+                    with self._lock:
+                        slots = [slot for pool in self._pools.values() for slot in pool.slots.values()]
+                    for slot in slots:
+                        self._put_worker(slot.worker)
                 running = self.store.executions_with_status(RUNNING)
                 leftovers = {lo.execution_id: lo for lo in self.runtime.find_leftovers(self.service_id)}
-            except (StoreUnavailable, RuntimeUnreachable):
+                self._runtime_down.clear()
+                self._reconcile(running, leftovers, remove_strays=True)
+            except (StoreUnavailable, RuntimeUnreachable) as exc:
+                if attempt % 20 == 1:
+                    log.warning("recovery still waiting: %s", exc)
                 continue
-            self._runtime_down.clear()
-            self._reconcile(running, leftovers, remove_strays=True)
+            log.info("recovered after %d attempts", attempt)
             return
 
     def _reconcile(

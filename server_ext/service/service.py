@@ -37,7 +37,7 @@ from .models import (
     parse_int,
     parse_registration,
 )
-from .runtimes.base import API_SOCKET_PATH, ImageCheck, Runtime
+from .runtimes.base import API_SOCKET_PATH, ImageCheck, Runtime, RuntimeUnreachable
 from .settings import ServiceConfig
 from .store import Store
 from .tokens import Scope, TokenBook
@@ -188,10 +188,23 @@ class Service:
         actor = self.store.get_actor(actor_id)
         if actor is None or actor.revision != revision:
             return
-        try:
-            check = self.runtime.check_image(actor.reg.image, pull=pull)
-        except Exception as exc:
-            check = ImageCheck(False, f"Checking the image failed: {exc}")
+        attempt = 0
+        while True:  # a runtime that does not answer: the actor stays SUBMITTED until it does
+            try:
+                check = self.runtime.check_image(actor.reg.image, pull=pull)
+                break
+            except RuntimeUnreachable as exc:
+                if attempt % 20 == 0:
+                    log.warning("image check of %s waits for the runtime: %s", actor_id, exc)
+            except Exception as exc:
+                check = ImageCheck(False, f"Checking the image failed: {exc}")
+                break
+            if self._janitor_stop.wait(lifecycle.backoff(attempt)):
+                return
+            attempt += 1
+            actor = self.store.get_actor(actor_id)
+            if actor is None or actor.revision != revision:
+                return
         attempt = 0
         while True:  # a locked or full database: the outcome waits, it is not lost
             try:

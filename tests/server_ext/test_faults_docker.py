@@ -83,10 +83,12 @@ def test_docker_unreachable_then_back(tmp_path, proxy, docker_client):
             wait_status(served, aid, eid, ("RUNNING",))
         proxy.cut()
         during = [_send(served, aid, f"during {i}") for i in range(3)]  # accepted: the store is fine
+        later = _register(served, image=SH, default_environment={"SLEEP": "0"})  # its check waits
         time.sleep(8)  # the running containers exit while the service cannot see them
         states = {eid: _execution(served, aid, eid)["status"] for eid in in_flight + during}
         assert "ERROR" not in states.values(), states  # nothing in flight is failed
         assert all(states[eid] == "SUBMITTED" for eid in in_flight[3:] + during), states  # queued
+        assert served.session.get(served.api(f"/actors/{later}")).json()["result"]["status"] == "SUBMITTED"
         proxy.restore()
         for eid in in_flight + during:  # reconciled from Docker: the real exit code and logs
             result = wait_status(served, aid, eid, timeout=120)
@@ -94,6 +96,7 @@ def test_docker_unreachable_then_back(tmp_path, proxy, docker_client):
             assert "Contents of MSG: " in _logs(served, aid, eid)
         assert f"Contents of MSG: {'before 0'}" in _logs(served, aid, in_flight[0])
         _none_left(docker_client, aid)  # every container removed, also those that ended unseen
+        assert wait_ready(served, later)["status"] == "READY"  # not ERROR: Docker was only away
     finally:
         served.stop()
 

@@ -152,8 +152,12 @@ class DockerRuntime:
 
     def check_image(self, image: str, pull: bool = False) -> ImageCheck:
         """Present locally → ok (unless ``pull``); else pull. A failed pull says why and, for our own
-        images, that they are built with ``abaco-nb images build``."""
-        present = self._image_present(image)
+        images, that they are built with ``abaco-nb images build``. RuntimeUnreachable when the engine
+        does not answer: the image's state is unknown, not bad."""
+        try:
+            present = self._image_present(image)
+        except UNREACHABLE as exc:
+            raise unreachable(exc) from exc
         if present and not pull:
             return ImageCheck(True)
         if image.startswith(LOCAL_IMAGE_PREFIX):
