@@ -44,6 +44,14 @@ def _images(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push(args: argparse.Namespace) -> int:
+    from .service.registry_push import push_images
+
+    for local, remote in push_images(args.registry).items():
+        print(f"{local} -> {remote}")
+    return 0
+
+
 def _kernel_image(args: argparse.Namespace) -> int:
     """``images build --from-kernel``: this interpreter's environment as an executor image. With
     ``--json`` progress goes to stderr and stdout is one JSON line (what ``AbacoExecutor`` reads)."""
@@ -101,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--json", action="store_true", help="with --from-kernel: one JSON line on stdout")
     build.set_defaults(func=_images)
+    push = images_sub.add_parser(
+        "push", help="push the abaco-nb images to the registry swarm nodes pull from"
+    )
+    push.add_argument("--registry", required=True, help="HOST:PORT of the registry")
+    push.set_defaults(func=_push)
     demo = sub.add_parser("demo", help="register, send, logs and an executor map on an embedded service")
     demo.add_argument("--runtime", choices=["auto", "docker", "process"], default="auto")
     demo.set_defaults(func=_demo)

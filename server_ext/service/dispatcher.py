@@ -554,7 +554,7 @@ class Dispatcher:
                     collector = None
                 return
             self._runs[execution.id] = running
-            self._feed(lifecycle.Started(execution.id, running.ref, now()))
+            self._feed(lifecycle.Started(execution.id, running.ref, now(), running.extra.get("node") or None))
             self._supervise(actor, execution.id, running, collector)
             collector = None
         finally:
@@ -590,7 +590,7 @@ class Dispatcher:
             mem_limit=self._mem_limit(actor), max_cpus=actor.reg.max_cpus or self.config.default_max_cpus,
             network=self.config.container_network,
             privileged=actor.reg.privileged and self.config.allow_privileged,
-            warm=wants_warm(actor.reg.hints),
+            warm=wants_warm(actor.reg.hints), queue=actor.reg.queue,
         )  # fmt: skip
         return spec, binary_path, collector
 

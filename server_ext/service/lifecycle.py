@@ -126,6 +126,7 @@ class Started:
     execution_id: str
     ref: str  # container id / pid
     at: float
+    node: str | None = None  # the swarm node it runs on (swarm runtime)
 
 
 @dataclass(frozen=True)
@@ -398,7 +399,7 @@ def step(run: Run | None, event: Event) -> tuple[Run | None, list[Instruction]]:
             return replace(run, phase=phase, stop=why, grace=grace, stop_sent_at=None), []
         return replace(run, phase=phase, stop=why, grace=grace), []
     if isinstance(event, Started):
-        execution = replace(execution, runtime_ref=event.ref)
+        execution = replace(execution, runtime_ref=event.ref, node=event.node or execution.node)
         if run.stop is not None:
             new = replace(run, execution=execution, phase=Phase.STOPPING, stop_sent_at=event.at)
             return new, [Record(execution), StopRuntime(execution.id, run.grace)]
@@ -457,7 +458,7 @@ def recover(event: Recovered, held: Run | None = None) -> tuple[Run | None, list
     instead (``held``: what the machine knew before, during an outage)."""
     execution = event.execution
     stop = held.stop if held is not None else None
-    what = "container" if event.runtime_name == "docker" else "process"
+    what = "container" if event.runtime_name in ("docker", "swarm") else "process"
     run = Run(execution, Phase.RUNNING, event.max_run_time, event.mem_limit, stop=stop)
     if event.leftover_started is True and event.attached:
         if not event.actor_exists:

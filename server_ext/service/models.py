@@ -101,6 +101,8 @@ class Registration:
     max_run_time: int | None = None  # ours: seconds; None = the service default
 
 
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # a swarm node label value
+
 # Body keys a registration reads; both spellings are accepted whatever the case mode.
 _REGISTRATION_FIELDS = {f for f in Registration.__dataclass_fields__}
 _IGNORED_FIELDS = {
@@ -115,7 +117,7 @@ def normalise_keys(body: dict[str, Any]) -> dict[str, Any]:
     return {to_snake(k) if not k.startswith("_") else k: v for k, v in body.items()}
 
 
-def parse_registration(body: Any, *, is_update: bool = False) -> Registration:
+def parse_registration(body: Any, *, is_update: bool = False, queues: bool = False) -> Registration:
     """Validate a registration body; every refusal is a 400 that names the field."""
     if not isinstance(body, dict):
         raise AbacoError("Invalid actor description: the body must be a JSON object or a form.")
@@ -166,8 +168,10 @@ def parse_registration(body: Any, *, is_update: bool = False) -> Registration:
     for name in ("link", "webhook", "queue"):
         if data.get(name) is not None:
             setattr(reg, name, parse_str(data[name], name))
-    if reg.queue != "default":
+    if reg.queue != "default" and not queues:
         raise AbacoError(f"Invalid queue: {reg.queue!r}; this service has only the 'default' queue.")
+    if queues and not _QUEUE_NAME.match(reg.queue):
+        raise AbacoError(f"Invalid queue: {reg.queue!r}; a queue name is letters, digits, '.', '_' or '-'.")
     if data.get("log_ex") is not None:
         reg.log_ex = parse_int(data["log_ex"], "log_ex", minimum=1)
     if data.get("cron_schedule") is not None:
@@ -246,6 +250,7 @@ class Execution:
     status_message: str = ""
     runtime_ref: str | None = None  # container id / pid, for recovery after a crash
     max_run_time: int | None = None
+    node: str | None = None  # the swarm node that ran it (swarm runtime only)
 
     def display(self, api_server: str) -> dict[str, Any]:
         base = f"{api_server}/actors/{self.actor_id}/executions/{self.id}"
@@ -270,6 +275,7 @@ class Execution:
             "io": self.io,
             "exit_code": self.exit_code,
             "final_state": self.final_state,
+            **({"node": self.node} if self.node else {}),
         }
 
     def summary(self) -> dict[str, Any]:

@@ -50,6 +50,18 @@ EXECUTOR_HINT = "abaco_nb_executor"  # actors an AbacoExecutor registers; remove
 def make_runtime(config: ServiceConfig) -> Runtime:
     """``auto`` picks Docker when an engine answers, else the process runtime."""
     choice = config.runtime
+    if choice == "swarm":
+        try:
+            from .runtimes.swarm import SwarmRuntime
+
+            return SwarmRuntime(
+                registry=config.swarm_registry, callback=config.swarm_callback,
+                agent_port=config.swarm_agent_port, agent_dir=config.swarm_agent_dir,
+                agent_image=config.swarm_agent_image, agent_docker_socket=config.swarm_node_docker_socket,
+                state_dir=config.resolved_run_dir(), default_mem_limit=config.default_mem_limit or "2g",
+            )  # fmt: skip
+        except Exception as exc:
+            raise AbacoError(f"--runtime swarm, but no Docker engine answers: {exc}", 500) from exc
     if choice in ("auto", "docker"):
         try:
             import docker
@@ -177,7 +189,7 @@ class Service:
         Docker and at the host path for a process."""
         if self.api_socket is None:
             return "", None
-        if self.runtime.name == "docker":
+        if self.runtime.name in ("docker", "swarm"):  # swarm: the node's agent relays the socket
             return "http+unix://" + quote(API_SOCKET_PATH, safe=""), self.api_socket
         return "http+unix://" + quote(self.api_socket, safe=""), self.api_socket
 
@@ -228,7 +240,7 @@ class Service:
 
     def register(self, body: Any, owner: str, *, host_caller: bool = True) -> Actor:
         """``host_caller``: the service token, the only caller that may set ``local:``/privileged."""
-        reg = parse_registration(body)
+        reg = parse_registration(body, queues=self.runtime.name == "swarm")
         privilege.check_host_fields(
             reg, host_caller=host_caller, allow_privileged=self.config.allow_privileged
         )
@@ -258,7 +270,7 @@ class Service:
             raw_force = body.get("force")
             if raw_force is not None:
                 force = parse_bool(raw_force, "force")
-        reg = parse_registration(body, is_update=True)
+        reg = parse_registration(body, is_update=True, queues=self.runtime.name == "swarm")
         if limited:  # a nonce keeps what runs and its limits as they are
             reg = privilege.keep_protected(actor.reg, reg, body)
         elif reg.image != actor.reg.image or reg.privileged != actor.reg.privileged:
@@ -400,10 +412,11 @@ class Service:
         actor = self.get_actor(actor_id)
         from . import images
 
-        if self.runtime.name == "docker":
+        if self.runtime.name in ("docker", "swarm"):
             client = getattr(self.runtime, "client", None)
+            local_image = getattr(self.runtime, "local_image", lambda image: image)  # swarm: via its registry
             try:
-                return images.image_versions(actor.reg.image, docker_client=client)
+                return images.image_versions(local_image(actor.reg.image), docker_client=client)
             except Exception:
                 return None
         from .runtimes.process import command_for

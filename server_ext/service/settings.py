@@ -73,8 +73,9 @@ class ServiceConfig:
     run_dir: str = setting("", "Sockets and message files (default: run/ next to the database).")
     runtime: str = setting(
         "auto",
-        "Where executions run: docker, process (local subprocesses), or auto (docker when an engine answers).",
-        choices=("auto", "docker", "process"),
+        "Where executions run: docker, process (local subprocesses), swarm (jobs on a Docker Swarm, "
+        "docs/swarm.md), or auto (docker when an engine answers).",
+        choices=("auto", "docker", "process", "swarm"),
     )
     max_run_time: int = setting(12 * 3600, "Seconds an execution may run; 0 or less means unlimited.")
     default_mem_limit: str | None = setting(
@@ -109,6 +110,25 @@ class ServiceConfig:
     )
     cron_interval: float = setting(50.0, "Seconds between cron passes (Abaco's 50).")
     warm_idle_seconds: float = setting(300.0, "Idle warm containers (docker runtime) stop after this.")
+    # the swarm runtime (docs/swarm.md)
+    swarm_registry: str = setting(
+        "", "Swarm runtime: HOST:PORT of the registry the nodes pull abaco-nb/... images from."
+    )
+    swarm_callback: str = setting(
+        "",
+        "Swarm runtime: HOST:PORT the node agents reach the service at (default: the manager's swarm address).",
+    )
+    swarm_agent_port: int = setting(7781, "Swarm runtime: the agents' TCP port on every node's host network.")
+    swarm_agent_dir: str = setting(
+        "/run/abaco-nb-agent", "Swarm runtime: a directory that exists on every node, for execution sockets."
+    )
+    swarm_agent_image: str = setting(
+        "", "Swarm runtime: image of the agent (default: <registry>/abaco-nb/py3-func)."
+    )
+    swarm_node_docker_socket: str = setting(
+        "/var/run/docker.sock",
+        "Swarm runtime: path of the Docker socket on the nodes (the agent reads exit states).",
+    )
     username: str = field(default_factory=_user)  # who owns what the service token does; not a setting
 
     def resolved_run_dir(self) -> str:

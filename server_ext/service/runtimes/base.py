@@ -84,6 +84,7 @@ class RunSpec:
     mounts: list[dict[str, str]] = field(default_factory=list)  # {host_path, container_path, mode}
     user: str | None = None
     warm: bool = False  # may run in a warm container (runtimes that have none ignore it): see wants_warm
+    queue: str | None = None  # Abaco's queue: on the swarm runtime, nodes labelled abaco-nb.queue=<queue>
 
 
 @dataclass
