@@ -1,0 +1,313 @@
+"""The swarm runtime for real: two private Docker daemons in a swarm (tests/swarm_cluster.py), a local
+registry, ``abaco-nb serve --runtime swarm`` on the manager node, executions on both nodes.
+
+The system's Docker is only read (``docker save`` of our images); the module checks at the end that its
+``docker0``, containers and images are as before and that it is still in no swarm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cloudpickle
+import pytest
+
+from server_ext.service.images import FUNC_IMAGE, TEST_IMAGE, expected_func_image
+from tests.serve import Served, wait_ready, wait_status
+from tests.server_ext.test_docker_service import ACCUMULATOR, _allocate, _pickled_call, build_reactor
+from tests.swarm_cluster import Cluster, Forwarder, missing_requirements, start_cluster
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _system_docker_facts() -> dict:
+    link = subprocess.run(["ip", "-o", "link", "show", "docker0"], capture_output=True, text=True).stdout
+    addr = subprocess.run(["ip", "-o", "addr", "show", "docker0"], capture_output=True, text=True).stdout
+    ps = subprocess.run(["docker", "ps", "-aq", "--no-trunc"], capture_output=True, text=True).stdout.split()
+    images = subprocess.run(
+        ["docker", "images", "-q", "--no-trunc"], capture_output=True, text=True
+    ).stdout.split()
+    swarm = subprocess.run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], capture_output=True,
+                           text=True).stdout.strip()  # fmt: skip
+    return {"docker0": link.split(">")[0] + " " + " ".join(addr.split()[2:5]), "containers": set(ps),
+            "images": set(images), "swarm": swarm}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cluster(docker_client, built_images) -> Iterator[Cluster]:
+    reason = missing_requirements()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs private Docker daemons: {reason}")
+        pytest.skip(reason)
+    before = _system_docker_facts()
+    names = [f"{TEST_IMAGE}:latest", f"{FUNC_IMAGE}:latest", expected_func_image()]
+    c = start_cluster(names)
+    try:
+        c.label(c.nodes[1], "abaco-nb.queue", "bq")
+        yield c
+    finally:
+        c.stop()
+        after = _system_docker_facts()
+        assert after["docker0"] == before["docker0"], "the system's docker0 changed"
+        assert after["swarm"] == before["swarm"] == "inactive"
+        assert not {i for i in after["images"] - before["images"]} or not os.environ.get("CI"), "images added"
+        assert before["images"] - after["images"] == set() or not os.environ.get("CI"), "images removed"
+        ours = subprocess.run(["docker", "ps", "-aq", "--filter", "label=abaco-nb.node"], capture_output=True,
+                              text=True).stdout.split()  # fmt: skip
+        assert ours == [], "a swarm job's container reached the system daemon"
+        if os.environ.get("CI"):  # on a shared machine other users' containers come and go
+            assert after["containers"] == before["containers"]
+
+
+def start_swarm_serve(
+    cluster: Cluster, tmp: Path, db: Path | None = None, extra: tuple[str, ...] = ()
+) -> Served:
+    """``abaco-nb serve --runtime swarm`` inside the manager node's network namespace (where the swarm's
+    addresses are), reached from here through its API unix socket. ``tmp`` is under the cluster's own
+    directory, not pytest's rotating basetemp, which a concurrent pytest run may prune."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    db = db or tmp / "abaco.db"
+    conn = tmp / f"conn-{time.monotonic_ns()}.json"
+    log = tmp / f"serve-{time.monotonic_ns()}.log"
+    cmd = [*cluster.manager.nsenter(), sys.executable, "-m", "server_ext", "serve", "--runtime", "swarm",
+           "--host", cluster.manager.addr, "--port", "0", "--db", str(db), "--token", "swarm-token",
+           "--connection-file", str(conn), "--swarm-registry", cluster.registry,
+           "--swarm-agent-dir", f"{cluster.node_dir}/agent",
+           "--swarm-node-docker-socket", f"{cluster.node_dir}/docker.sock", *extra]  # fmt: skip
+    env = {**os.environ, "DOCKER_HOST": cluster.manager.docker_host}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).parents[2]
+        )
+    cluster.others.append(proc)
+    deadline = time.monotonic() + 60
+    while not conn.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"abaco-nb serve --runtime swarm did not start: {log.read_text()}")
+        time.sleep(0.05)
+    time.sleep(0.05)
+    info = json.loads(conn.read_text())
+    forwarder = Forwarder(info["api_socket"])
+    return Served(url=forwarder.url, token="swarm-token", proc=proc, db=db, log=log)
+
+
+@pytest.fixture(scope="module")
+def served(cluster: Cluster) -> Iterator[Served]:
+    s = start_swarm_serve(cluster, cluster.base / "svc")
+    yield s
+    s.stop()
+
+
+def register(served: Served, **body) -> str:
+    r = served.session.post(served.api("/actors"), json=body)
+    assert r.status_code == 200, r.text
+    actor = wait_ready(served, r.json()["result"]["id"], timeout=120)
+    assert actor["status"] == "READY", actor
+    return actor["id"]
+
+
+def send(served: Served, aid: str, suffix: str = "", **kwargs) -> str:
+    r = served.session.post(served.api(f"/actors/{aid}/messages{suffix}"), **kwargs)
+    assert r.status_code == 200, r.text
+    return r.json()["result"]["execution_id"]
+
+
+def logs(served: Served, aid: str, eid: str) -> str:
+    return served.session.get(served.api(f"/actors/{aid}/executions/{eid}/logs")).json()["result"]["logs"]
+
+
+def pushed_reactor(cluster: Cluster, name: str, files: dict[str, str], cmd: str) -> str:
+    """A reactor image built on the manager node and pushed to the swarm's registry."""
+    client = cluster.manager.client()
+    tag = f"{cluster.registry}/abaco-nb-test/{name}:latest"
+    build_reactor(client, tag, files, cmd)
+    for line in client.api.push(tag.rsplit(":", 1)[0], tag="latest", stream=True, decode=True):
+        assert "error" not in line, line
+    return tag
+
+
+NODES = {"abnb-node-a", "abnb-node-b"}
+
+
+def test_seed_walkthrough_runs_on_both_nodes(served, cluster):
+    aid = register(served, image="abaco-nb/test", name="test", description="My test actor using the abacosamples image.",
+                   default_environment={"key1": "value1", "key2": "value2", "SLEEP": "0"})  # fmt: skip
+    raw = send(served, aid, "?key1=valueABC", data={"message": "some test message"})
+    as_json = send(served, aid, json={"username": "jdoe", "application_id": "print-env-cli-DggdGbK-0.1.0"})
+    more = [send(served, aid, data={"message": f"m{i}"}) for i in range(4)]
+    results = {e: wait_status(served, aid, e, timeout=120) for e in [raw, as_json, *more]}
+    assert all(r["status"] == "COMPLETE" and r["exit_code"] == 0 for r in results.values()), results
+    raw_logs = logs(served, aid, raw)
+    assert "Contents of MSG: some test message" in raw_logs and "key1=valueABC" in raw_logs  # query override
+    assert "key2=value2" in raw_logs and "_abaco_execution_id=" + raw in raw_logs
+    json_logs = logs(served, aid, as_json)
+    assert "'username': 'jdoe'" in json_logs and "_abaco_Content_Type=application/json" in json_logs
+    nodes = {r["node"] for r in results.values()}
+    assert nodes == NODES, nodes  # GET execution names the node, and both nodes ran executions
+    assert {r["final_state"]["Node"] for r in results.values()} == NODES
+    # the job's network is the internal overlay: no way out
+    assert all(r["final_state"]["TaskState"] == "complete" for r in results.values())
+
+
+def test_state_of_a_stateful_actor_across_nodes(served, cluster):
+    image = pushed_reactor(cluster, "accumulator", {"reactor.py": ACCUMULATOR}, '["python3", "/reactor.py"]')
+    aid = register(served, image=image, stateless=False)
+    served.session.post(served.api(f"/actors/{aid}/state"), json=0).raise_for_status()
+    eids = [send(served, aid, json={"count": n}) for n in (10, 20, 30, 40)]
+    results = [wait_status(served, aid, e, timeout=120) for e in eids]
+    assert [r["exit_code"] for r in results] == [0, 0, 0, 0], [logs(served, aid, e) for e in eids]
+    # update_state went through the node agent's API socket, whichever node ran it
+    assert served.session.get(served.api(f"/actors/{aid}/state")).json()["result"]["state"] == 100
+    assert {r["node"] for r in results} == NODES
+
+
+BINARY = (
+    "import os\n"
+    "from abaco_nb.actors import get_binary_message, send_bytes_result\n"
+    "data = get_binary_message()\n"
+    "send_bytes_result(len(data).to_bytes(8, 'big'))\n"
+    "send_bytes_result(data[:150000])\n"
+    "send_bytes_result(b'y' * 200000)\n"
+    "print('node', os.uname().nodename)\n"
+)
+
+
+def test_binary_messages_and_large_results_from_both_nodes(served, cluster):
+    image = pushed_reactor(cluster, "binary", {"bin.py": BINARY}, '["python3", "/bin.py"]')
+    aid = register(served, image=image)
+    payload = bytes(range(256)) * 3000  # 768 KB: a regular file at /_abaco_binary_data on the node
+    eids = [
+        send(served, aid, data=payload, headers={"Content-Type": "application/octet-stream"})
+        for _ in range(2)
+    ]
+    results = [wait_status(served, aid, e, timeout=120) for e in eids]
+    assert [r["exit_code"] for r in results] == [0, 0], [logs(served, aid, e) for e in eids]
+    assert {r["node"] for r in results} == NODES
+    for eid in eids:
+        url = served.api(f"/actors/{aid}/executions/{eid}/results")
+        assert int.from_bytes(served.session.get(url).content, "big") == len(payload)
+        assert served.session.get(url).content == payload[:150000]
+        assert served.session.get(url).content == b"y" * 200000
+
+
+def _square(x):
+    return x * x
+
+
+def test_our_executor_map(served):
+    from abaco_nb.client import Client
+    from abaco_nb.executor import AbacoExecutor
+
+    ex = AbacoExecutor(Client(served.url, served.token), max_workers=4, progress=False)
+    try:
+        futures = ex.map(_square, range(40), chunksize=5)
+        assert [f.result(timeout=180) for f in futures] == [[x * x] for x in range(40)]
+        executions = served.session.get(served.api(f"/actors/{ex.actor_id}/executions")).json()["result"]
+        nodes = {
+            served.session.get(served.api(f"/actors/{ex.actor_id}/executions/{e['id']}")).json()["result"][
+                "node"
+            ]
+            for e in executions["executions"]
+        }
+        assert nodes == NODES
+    finally:
+        ex.delete()
+
+
+def test_agavepy_executor(served):
+    from tests.clients.conftest import run_driver
+
+    out = run_driver("agavepy", "agave_executor.py", served, timeout=300)
+    assert out["status"] == "READY"
+    assert out["submit"] == [13] and out["blocking"] == [11] and out["map"] == [[2], [5]]
+    assert out["failing_done_poll"] == [] and "ValueError: boom from the executor" in out["failing_logs"]
+
+
+def test_queue_places_on_labelled_nodes(served):
+    aid = register(served, image="abaco-nb/test", queue="bq", default_environment={"SLEEP": "0"})
+    eids = [send(served, aid, data={"message": "q"}) for _ in range(3)]
+    assert {wait_status(served, aid, e, timeout=120)["node"] for e in eids} == {"abnb-node-b"}
+    nowhere = register(served, image="abaco-nb/test", queue="gpu")
+    eid = send(served, nowhere, data={"message": "q"})
+    result = wait_status(served, nowhere, eid, timeout=60)
+    assert result["status"] == "ERROR" and "abaco-nb.queue=gpu" in result["status_message"], result
+    r = served.session.post(served.api("/actors"), json={"image": "abaco-nb/test", "queue": "no spaces"})
+    assert r.status_code == 400 and "queue" in r.json()["message"]
+
+
+def test_cancel_time_limit_oom_and_missing_image(served):
+    sleeper = register(served, image="abaco-nb/test", queue="bq", default_environment={"SLEEP": "120"})
+    eid = send(served, sleeper, data={"message": "x"})
+    wait_status(served, sleeper, eid, ("RUNNING",), timeout=60)
+    deadline = time.monotonic() + 60
+    while "Contents of MSG: x" not in logs(served, sleeper, eid):  # partial logs while it runs
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert served.session.delete(served.api(f"/actors/{sleeper}/executions/{eid}")).status_code == 200
+    result = wait_status(served, sleeper, eid, timeout=60)
+    assert result["status"] == "COMPLETE" and "Force quit" in result["status_message"], result
+    assert result["exit_code"] in (137, 143) and result["node"] == "abnb-node-b"
+    limited = send(served, sleeper, "?_abaco_nb_timeout=2", data={"message": "x"})
+    result = wait_status(served, sleeper, limited, timeout=60)
+    assert result["status"] == "COMPLETE" and "max_run_time" in result["status_message"], result
+    hog = register(served, image="abaco-nb/py3-func", mem_limit="32m", queue="bq")
+    eid = send(
+        served, hog, data=_pickled_call(_allocate, 512), headers={"Content-Type": "application/octet-stream"}
+    )
+    result = wait_status(served, hog, eid, timeout=120)
+    assert result["final_state"]["OOMKilled"] is True and result["exit_code"] == 137, result
+    r = served.session.post(served.api("/actors"), json={"image": "127.0.0.2:5000/none/such"})
+    actor = wait_ready(served, r.json()["result"]["id"])
+    assert (
+        actor["status"] == "ERROR"
+        and "no swarm node can pull image 127.0.0.2:5000/none/such" in actor["status_message"]
+    )
+
+
+SURVIVOR = (
+    "import time\n"
+    "from abaco_nb.actors import send_python_result\n"
+    "send_python_result('before')\n"
+    "print('survivor running', flush=True)\n"
+    "time.sleep(6)\n"
+    "send_python_result('after')\n"
+    "print('survivor done', flush=True)\n"
+)
+
+
+def test_kill9_of_the_service_mid_run(cluster):
+    image = pushed_reactor(cluster, "survivor", {"s.py": SURVIVOR}, '["python3", "/s.py"]')
+    # a second service on this swarm: its own agents need their own port on the nodes
+    port = ("--swarm-agent-port", "7782")
+    first = start_swarm_serve(cluster, cluster.base / "svc-kill9", extra=port)
+    aid = register(first, image=image, stateless=False, queue="bq")  # node b: the far side of the relay
+    running = send(first, aid, data={"message": "survivor"})
+    queued = send(first, aid, data={"message": "next"})
+    deadline = time.monotonic() + 60
+    while "survivor running" not in logs(first, aid, running):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    first.kill9()
+    second = start_swarm_serve(cluster, cluster.base / "svc-kill9", db=first.db, extra=port)
+    try:
+        survivor = wait_status(second, aid, running, timeout=120)
+        following = wait_status(second, aid, queued, timeout=120)
+        assert survivor["status"] == "COMPLETE" and survivor["exit_code"] == 0, survivor
+        assert "survivor done" in logs(second, aid, running)
+        url = second.api(f"/actors/{aid}/executions/{running}/results")
+        frames = [second.session.get(url).content for _ in range(2)]
+        assert [cloudpickle.loads(f) for f in frames] == ["before", "after"]  # "after" came after the crash
+        assert following["status"] == "COMPLETE" and following["start_time"] > survivor["start_time"]
+    finally:
+        second.stop()
+    jobs = cluster.manager.client().services.list(filters={"label": f"abaco-nb.execution_id={running}"})
+    assert jobs == []
