@@ -207,7 +207,10 @@ def test_our_executor_map(served):
     from abaco_nb.client import Client
     from abaco_nb.executor import AbacoExecutor
 
-    ex = AbacoExecutor(Client(served.url, served.token), max_workers=4, progress=False)
+    # a registry image: the kernel image AbacoExecutor() builds is on this machine's Docker only
+    ex = AbacoExecutor(
+        Client(served.url, served.token), image=expected_func_image(), max_workers=4, progress=False
+    )
     try:
         futures = ex.map(_square, range(40), chunksize=5)
         assert [f.result(timeout=180) for f in futures] == [[x * x] for x in range(40)]
