@@ -68,7 +68,7 @@ def default_name() -> str:
 
 
 def _kernel_id() -> str:
-    if "ipykernel" not in sys.modules:  # not in a kernel: importing ipykernel would only cost (and fool tqdm)
+    if live.current_cell() is None:  # not in a kernel: importing ipykernel would only cost (and fool tqdm)
         return ""
     try:
         from ipykernel import get_connection_file
