@@ -1,6 +1,8 @@
 """abaco-nb: Abaco actors and executors in Jupyter.
 
-``from abaco_nb import connect, Client, AbacoExecutor``; ``%load_ext abaco_nb`` for the magics.
+``from abaco_nb import connect, Client, AbacoExecutor``; ``%load_ext abaco_nb`` for the magics; the
+exceptions a caller catches (``abaco_nb.RemoteError``, ``abaco_nb.AbacoAPIError``, ...) are those of
+``abaco_nb.errors``, whose docstring draws their tree.
 Names are imported lazily so that importing the package (e.g. inside an executor image, where only
 ``actors`` and ``func_runner`` exist) costs nothing and needs no third-party package.
 
@@ -15,12 +17,16 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+_ERRORS = (  # abaco_nb/errors.py: the tree of what a caller catches
+    "AbacoError", "AbacoAPIError", "AbacoConnectionError", "RemoteError", "RemoteTimeoutError",
+    "AbacoExecutionError", "VersionMismatchError", "MissingModuleError", "RemoteTraceback",
+)  # fmt: skip
 _LAZY = {
     "Client": ("abaco_nb.client", "Client"),
-    "AbacoAPIError": ("abaco_nb.client", "AbacoAPIError"),
     "connect": ("abaco_nb.connection", "connect"),
     "AbacoExecutor": ("abaco_nb.executor", "AbacoExecutor"),
     "AbacoAsyncResponse": ("abaco_nb.executor", "AbacoAsyncResponse"),
+    **{name: ("abaco_nb.errors", name) for name in _ERRORS},
 }
 
 __all__ = [*_LAZY, "load_ipython_extension", "__version__"]

@@ -16,25 +16,8 @@ from typing import Any, Literal, overload
 
 import requests
 
+from .errors import AbacoAPIError, AbacoConnectionError
 from .records import Actor, Execution, MessageReceipt, Record, wrap
-
-
-class AbacoAPIError(Exception):
-    """The service refused a request. ``str()`` is one line: status, message."""
-
-    def __init__(self, status: int, message: str, method: str = "", url: str = "") -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
-        self.method = method
-        self.url = url
-
-
-class AbacoConnectionError(AbacoAPIError):
-    """The service did not answer at all."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(0, f"cannot reach the Abaco service at {url}: {reason}", url=url)
 
 
 class Client:

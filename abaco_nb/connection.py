@@ -35,7 +35,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .client import AbacoAPIError, AbacoConnectionError, Client
+from .client import Client
+from .errors import AbacoAPIError, AbacoConnectionError
 
 ENV_URL = "ABACO_NB_URL"
 ENV_TOKEN = "ABACO_NB_TOKEN"

@@ -36,8 +36,17 @@ from typing import Any
 from . import func_runner as wire
 from . import live
 from . import modules as needs
-from .client import AbacoAPIError, AbacoConnectionError, Client
-from .modules import MissingModuleError
+from .client import Client
+from .errors import (
+    AbacoAPIError,
+    AbacoConnectionError,
+    AbacoExecutionError,
+    MissingModuleError,
+    RemoteError,
+    RemoteTimeoutError,
+    RemoteTraceback,
+    VersionMismatchError,
+)
 from .page import dashboard_link, dashboard_url
 
 EXECUTOR_HINT = "abaco_nb_executor"  # the service removes idle actors with this hint
@@ -146,52 +155,6 @@ def default_image() -> str:
 # ---------------------------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------------------------
-
-
-class RemoteTraceback(Exception):
-    """Carries the remote traceback text; set as ``__cause__`` of a re-raised remote exception so the
-    notebook shows the frames that failed in the container (the same trick as ProcessPoolExecutor)."""
-
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.tb.rstrip()}\n"""'
-
-
-class RemoteError(Exception):
-    """A remote call failed and its exception could not be rebuilt in the kernel (or it ended without
-    a result). ``type_name``, ``remote_traceback``, ``execution_id`` keep the facts."""
-
-    def __init__(
-        self, type_name: str, message: str, remote_traceback: str = "", execution_id: str = ""
-    ) -> None:
-        super().__init__(f"{type_name}: {message}" if type_name else message)
-        self.type_name = type_name
-        self.message = message
-        self.remote_traceback = remote_traceback
-        self.execution_id = execution_id
-
-    def _render_traceback_(self) -> list[str]:
-        """IPython shows this instead of the kernel-side frames, which say nothing about the failure."""
-        where = f" (execution {self.execution_id})" if self.execution_id else ""
-        lines = [f"Remote call failed{where}:"]
-        lines += (self.remote_traceback or str(self)).rstrip().splitlines()
-        lines += list(getattr(self, "__notes__", []))
-        return lines
-
-
-class RemoteTimeoutError(RemoteError, TimeoutError):
-    """The call ran longer than its time limit and was stopped (by the runner or the service)."""
-
-
-class AbacoExecutionError(RemoteError):
-    """The execution ended without a result for this call: stopped, crashed, out of memory, deleted."""
-
-
-class VersionMismatchError(RuntimeError):
-    """The image's Python or cloudpickle differs from the kernel's; nothing was run."""
 
 
 def _rebuild_error(body: bytes, execution_id: str, files: dict[str, str] | None = None) -> BaseException:

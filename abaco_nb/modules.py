@@ -25,10 +25,6 @@ _NO_PUSH = {"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT", "FRAME", "PROTO", "STOP",
 _fn_cache: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
-class MissingModuleError(ModuleNotFoundError):
-    """The executor's image lacks a module the call needs. The message says how to add it."""
-
-
 def pickled_modules(data: bytes) -> set[str]:
     """Top-level names of the modules a pickle refers to (by reference or through ``subimport``)."""
     found: set[str] = set()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ..client import AbacoAPIError
+from ..errors import AbacoAPIError
 from ..records import Record, RecordList
 from .display import Notice
 from .parsing import MagicError

@@ -66,7 +66,7 @@ class AbacoMagics(Magics):
         except MagicError as exc:
             raise UsageError(f"abaco: {exc}") from None
         except Exception as exc:
-            from ..client import AbacoAPIError
+            from ..errors import AbacoAPIError
 
             if isinstance(exc, AbacoAPIError | TimeoutError | ImportError | OSError):
                 raise UsageError(f"abaco: {exc}") from None
@@ -229,7 +229,7 @@ class AbacoMagics(Magics):
     def _ready(self, actor_id: str) -> Any:
         """Wait until READY; an actor that went ERROR is left for the user to inspect, with the two ways
         out in the same line."""
-        from ..client import AbacoAPIError
+        from ..errors import AbacoAPIError
 
         try:
             return self.get_client().wait_until_ready(actor_id)

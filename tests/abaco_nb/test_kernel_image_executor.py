@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 import scipy.linalg
 
+from abaco_nb import MissingModuleError
 from abaco_nb import kernel_image as ki
 from abaco_nb.client import Client
 from abaco_nb.executor import AbacoExecutor
-from abaco_nb.modules import MissingModuleError
 from tests import second_python as pythons
 from tests.serve import Served, start_serve
 
