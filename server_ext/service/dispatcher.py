@@ -33,6 +33,7 @@ from .models import READY, RUNNING, SUBMITTED, WORKER_BUSY, WORKER_READY, Actor,
 from .results import ResultCollector
 from .runtimes.base import (
     Leftover,
+    NotStarted,
     RunningRef,
     RunSpec,
     Runtime,
@@ -544,6 +545,9 @@ class Dispatcher:
                 return
             try:
                 running = self.runtime.start(spec)
+            except NotStarted as exc:  # nothing ran: back to the head of its mailbox
+                self._feed(lifecycle.StartFailed(execution.id, str(exc), now(), ran=False))
+                return
             except RuntimeFailure as exc:
                 unreachable = isinstance(exc, RuntimeUnreachable)
                 if unreachable:
@@ -672,6 +676,8 @@ class Dispatcher:
                     logs = engine.truncate_logs(self.runtime.logs(running))
                 except RuntimeUnreachable as exc:  # keep it; read its real exit once the runtime answers
                     self._runtime_down.set()
+                    if self._closing.is_set() and unreachable > 3:
+                        return  # left RUNNING: the next start reconciles it from what Docker has
                     self._feed(lifecycle.Unreachable(execution_id, str(exc), unreachable))
                     unreachable += 1
                     continue

@@ -50,6 +50,11 @@ class RuntimeFailure(Exception):
     """A runtime could not do what was asked; the message is shown to the user as is."""
 
 
+class NotStarted(RuntimeFailure):
+    """The runtime refused before anything of the execution started (no room for its files, say):
+    the message has not run and can run later."""
+
+
 class RuntimeUnreachable(RuntimeFailure):
     """The runtime did not answer (the Docker engine is down or its socket is cut). Nothing is known
     about what was asked: the dispatcher keeps the execution and asks again when it answers, instead

@@ -26,6 +26,7 @@ import datetime as dt
 import os
 import resource
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from .base import (
     ExitInfo,
     ImageCheck,
     Leftover,
+    NotStarted,
     RunningRef,
     RunSpec,
     RuntimeFailure,
@@ -163,9 +165,13 @@ class ProcessRuntime:
         if command is None:
             raise RuntimeFailure(self.check_image(spec.image).message)
         exec_dir = os.path.join(self.work_dir, spec.execution_id)
-        os.makedirs(exec_dir, exist_ok=True)
         log_path = os.path.join(exec_dir, "output.log")
-        open(log_path, "wb").close()
+        try:
+            os.makedirs(exec_dir, exist_ok=True)
+            open(log_path, "wb").close()
+        except OSError as exc:  # a full disk, say: nothing ran, so it can run later
+            shutil.rmtree(exec_dir, ignore_errors=True)
+            raise NotStarted(f"cannot prepare {exec_dir}: {exc.strerror or exc}") from exc
         env = self._environment(spec)
         limit = memory_bytes(spec.mem_limit or self.default_mem_limit)
         running = None
