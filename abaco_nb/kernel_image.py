@@ -68,7 +68,7 @@ def ensure(
     key = (tuple(sorted(packages)) if packages is not None else None, _installed_fingerprint())
     with _memo_lock:
         if key in _memo and not force:
-            return _memo[key]
+            return {**_memo[key], "built": False, "seconds": 0.0}  # nothing was built this time
     answer = build(packages, log=log, force=force)
     if answer is not None:
         with _memo_lock:

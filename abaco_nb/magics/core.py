@@ -377,6 +377,24 @@ class AbacoMagics(Magics):
     def _cmd_configs(self, args: argparse.Namespace) -> Any:
         return configs.configs(self.get_client(), args, self.resolve)
 
+    def _cmd_image(self, args: argparse.Namespace) -> Notice:
+        """``%abaco image``: the kernel image, built here with its progress shown (no service needed)."""
+        from .. import kernel_image
+
+        try:
+            built = kernel_image.ensure(args.packages, force=args.force)
+        except (kernel_image.KernelImageError, ValueError) as exc:
+            raise MagicError(str(exc)) from None
+        if built is None:
+            raise MagicError(
+                "no kernel image can be built here: no Docker engine answers (the process runtime runs "
+                f"functions with the service's own Python), or {kernel_image.ENV_SWITCH}=0"
+            )
+        state = f"built in {built['seconds']:.1f} s" if built["built"] else "up to date"
+        return Notice(
+            f"{built['ref']}: {state}; Python {built['python']}, {len(built['packages'])} distributions"
+        )
+
     def _cmd_dashboard(self, args: argparse.Namespace) -> Any:
         from ..widgets.dashboard import Dashboard
 

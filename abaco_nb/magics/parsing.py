@@ -207,6 +207,15 @@ def build_parser() -> MagicParser:
     p.add_argument("--secret", action="store_true", help="store it encrypted (listed as ciphertext)")
     p.add_argument("--delete", action="store_true", help="delete the config")
 
+    p = add(
+        "image",
+        "Build (or find cached) the executor image of this kernel's packages, as AbacoExecutor() does.",
+    )
+    p.add_argument(
+        "--packages", nargs="+", metavar="PKG", help="only these and their dependencies (default: all)"
+    )
+    p.add_argument("--force", action="store_true", help="rebuild even when cached")
+
     p = add("dashboard", "A live dashboard of actors, executions, logs, workers and a timeline.")
     p.add_argument("--interval", type=float, default=2.0, help="refresh period in seconds (default 2)")
 
@@ -234,7 +243,7 @@ Cell magics:
 
 SUB_PARSERS_ORDER = (
     "connect actors actor register update delete send executions execution logs state workers cancel "
-    "nonces alias aliases configs dashboard help"
+    "nonces alias aliases configs image dashboard help"
 ).split()
 
 

@@ -211,3 +211,16 @@ def test_a_kernel_on_another_python_gets_its_own_interpreter(
     assert out["where"] == out["kernel"]  # same version, same path: the kernel's own interpreter
     assert out["shape"] == [256] and out["map"] == [64] * 4
     assert "cannot run functions pickled by this kernel" in out["guard"]
+
+
+# -- by hand: %abaco image ---------------------------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_the_image_magic_builds_what_the_executor_uses(ip, kernel_image: dict) -> None:
+    from IPython.core.error import UsageError
+
+    notice = ip.run_line_magic("abaco", "image")
+    assert str(notice).startswith(f"{kernel_image['ref']}: up to date; Python ")
+    with pytest.raises(UsageError, match="'no-such-dist-xyz' is not installed"):
+        ip.run_line_magic("abaco", "image --packages no-such-dist-xyz")
