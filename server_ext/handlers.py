@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ from tornado import web
 from .service.api import Api
 from .service.errors import TooLarge, Unauthorized
 from .service.rest import CORS_HEADERS, Principal, Request, Response, envelope
+from .service.service import Service
 
 # Sized for many concurrent long-polls plus ordinary requests.
 API_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="abaco-api")
@@ -36,15 +38,31 @@ def bearer_token(headers: Any, query_token: str | None) -> str | None:
     return query_token or None
 
 
-def nonce_only(request: Any) -> str | None:
+def nonce_only(query: Mapping[str, Sequence[str | bytes]], headers: Any) -> str | None:
     """The ``?x-nonce=`` of a request that carries no other credentials (Abaco reads the nonce only when
     no token is present): the one unauthenticated path besides CORS preflight. ``Api`` checks it."""
-    nonce = request.query_arguments.get("x-nonce")
-    if not nonce or "token" in request.query_arguments:
+    nonce = query.get("x-nonce")
+    if not nonce or "token" in query:
         return None
-    if request.headers.get("Authorization") or request.headers.get("X-Tapis-Token"):
+    if headers.get("Authorization") or headers.get("X-Tapis-Token"):
         return None
-    return str(nonce[-1].decode("utf-8", "replace")) or None
+    value = nonce[-1]
+    return (value.decode("utf-8", "replace") if isinstance(value, bytes) else value) or None
+
+
+def standalone_principal(
+    service: Service, token: str, sent: str | None, nonce: str | None
+) -> Principal | None:
+    """Who a request to ``abaco-nb serve`` (or its unix socket) is: the service token's holder, an
+    execution with its scoped token, a ``?x-nonce=`` alone (``Api`` checks it), or nobody (401). The
+    in-process test adapter (tests/inprocess.py) asks this same function."""
+    username = service.config.username
+    if not sent:
+        return Principal(username, nonce=nonce) if nonce else None
+    if hmac.compare_digest(sent.encode(), token.encode()):
+        return Principal(username)
+    scope = service.check_scoped_token(sent)
+    return Principal(username, scope) if scope is not None else None
 
 
 class Backend(Protocol):
@@ -165,12 +183,6 @@ class StandaloneHandler(AbacoBaseHandler):
 
     def principal(self) -> Principal | None:
         sent = bearer_token(self.request.headers, self.get_query_argument("token", None))
-        if not sent:
-            nonce = nonce_only(self.request)
-            return Principal(self.api.service.config.username, nonce=nonce) if nonce else None
-        if hmac.compare_digest(sent.encode(), self.token.encode()):
-            return Principal(self.api.service.config.username)
-        scope = self.api.service.check_scoped_token(sent)
-        if scope is not None:
-            return Principal(self.api.service.config.username, scope)
-        return None
+        return standalone_principal(
+            self.api.service, self.token, sent, nonce_only(self.request.query_arguments, self.request.headers)
+        )

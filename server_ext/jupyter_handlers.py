@@ -63,7 +63,7 @@ class JupyterAbacoHandler(JupyterHandler, AbacoBaseHandler):
             self.set_header("Access-Control-Allow-Methods", CORS_HEADERS["Access-Control-Allow-Methods"])
             return
         own = self._token_principal()
-        nonce = nonce_only(self.request) if own is None else None
+        nonce = nonce_only(self.request.query_arguments, self.request.headers) if own is None else None
         if nonce is not None:  # ?x-nonce= and nothing else: the API (or the remote) checks the nonce
             own = Principal(self.username, nonce=nonce)
         if own is not None:  # a header token or a nonce: no cookie involved, so no XSRF to check

@@ -31,6 +31,7 @@ from abaco_nb.executor import (
     RemoteTraceback,
     VersionMismatchError,
 )
+from tests.serve import Served, start_serve
 
 # Functions defined in this module travel by value, as a notebook's do (the runner cannot import tests/).
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -38,42 +39,10 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 PYTHON = sys.executable
 
 
-def start_serve(tmp: Path, runtime: str = "process", *extra: str) -> tuple[subprocess.Popen[bytes], dict]:
-    """``abaco-nb serve`` in a subprocess; returns it and its connection info."""
-    conn = tmp / "conn.json"
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "server_ext", "serve", "--runtime", runtime, "--db", str(tmp / "abaco.db"),
-         "--port", "0", "--token", "T", "--connection-file", str(conn), *extra],
-        stdout=subprocess.DEVNULL, stderr=open(tmp / "serve.log", "wb"),
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not conn.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("abaco-nb serve did not start: " + (tmp / "serve.log").read_text())
-        time.sleep(0.05)
-    time.sleep(0.05)
-    return proc, json.loads(conn.read_text())
-
-
-def stop_serve(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    tmp = tmp_path_factory.mktemp("executor-serve")
-    proc, info = start_serve(tmp)
-    yield info
-    stop_serve(proc)
-
-
 @pytest.fixture
-def client(served: dict) -> Client:
-    return Client(served["url"], served["token"])
+def client(served: Served) -> Client:
+    """On the module's ``abaco-nb serve`` (tests/abaco_nb/conftest.py)."""
+    return Client(served.url, served.token)
 
 
 @pytest.fixture
@@ -348,11 +317,11 @@ print(json.dumps({"actor_id": ex.actor_id, "running": running.execution_id}), fl
 
 
 def test_results_survive_a_kernel_restart_and_exit_stops_running_calls(
-    served: dict, client: Client, tmp_path: Path
+    served: Served, client: Client, tmp_path: Path
 ) -> None:
     handle = tmp_path / "handle.json"
     proc = subprocess.run(
-        [PYTHON, "-c", textwrap.dedent(KERNEL), served["url"], served["token"], str(handle)],
+        [PYTHON, "-c", textwrap.dedent(KERNEL), served.url, served.token, str(handle)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -387,32 +356,10 @@ def test_agavepy_protocol_through_the_service(ex: AbacoExecutor, client: Client)
 
 
 def test_idle_executor_actors_are_removed(tmp_path: Path) -> None:
-    """Started in-process with a 1 s idle time (the default is 12 h)."""
-    import asyncio
-
-    from server_ext.service.settings import ServiceConfig
-    from server_ext.standalone import start_server
-
-    config = ServiceConfig(db_path=str(tmp_path / "abaco.db"), runtime="process", executor_idle_seconds=1)
-    loop = asyncio.new_event_loop()
-    started: dict = {}
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def boot() -> None:
-            started["running"] = start_server(config, token="T")
-
-        loop.run_until_complete(boot())
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    while "running" not in started:
-        time.sleep(0.05)
-    running = started["running"]
+    """A service of its own with a 1 s idle time (the default is 12 h)."""
+    served = start_serve(tmp_path, extra=["--executor-idle-seconds", "1"])
     try:
-        c = Client(running.url, "T")
+        c = Client(served.url, served.token)
         ex = AbacoExecutor(c, progress=False)
         other = c.register("abaco-nb/py3-func")  # not an executor: stays
         assert ex.blocking_call(f, 1) == [8]
@@ -422,6 +369,4 @@ def test_idle_executor_actors_are_removed(tmp_path: Path) -> None:
         ids = {a.id for a in c.actors()}
         assert ex.actor_id not in ids and other.id in ids
     finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        running.service.close()
+        served.stop()
