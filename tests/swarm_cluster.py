@@ -21,6 +21,7 @@ their mounts vanish with their last process.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -32,6 +33,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.serve import Served
 
 REGISTRY_PORT = 5000
 TOOLS = ("dockerd", "unshare", "nsenter", "ip", "docker", "docker-registry")
@@ -333,6 +336,39 @@ def start_cluster(images: list[str]) -> Cluster:
         cluster.stop()
         raise
     return cluster
+
+
+def start_swarm_serve(
+    cluster: Cluster, tmp: Path, db: Path | None = None, extra: tuple[str, ...] = ()
+) -> Served:
+    """``abaco-nb serve --runtime swarm`` inside the manager node's network namespace (where the swarm's
+    addresses are), reached from here through its API unix socket. ``tmp`` is under the cluster's own
+    directory, not pytest's rotating basetemp, which a concurrent pytest run may prune."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    db = db or tmp / "abaco.db"
+    conn = tmp / f"conn-{time.monotonic_ns()}.json"
+    log = tmp / f"serve-{time.monotonic_ns()}.log"
+    cmd = [*cluster.manager.nsenter(), sys.executable, "-m", "server_ext", "serve", "--runtime", "swarm",
+           "--host", cluster.manager.addr, "--port", "0", "--db", str(db), "--token", "swarm-token",
+           "--connection-file", str(conn), "--swarm-registry", cluster.registry,
+           "--swarm-agent-dir", f"{cluster.node_dir}/agent",
+           "--swarm-node-docker-socket", f"{cluster.node_dir}/docker.sock", *extra]  # fmt: skip
+    env = {**os.environ, "DOCKER_HOST": cluster.manager.docker_host}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).parents[1]
+        )
+    cluster.others.append(proc)
+    deadline = time.monotonic() + 60
+    while not conn.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"abaco-nb serve --runtime swarm did not start: {log.read_text()}")
+        time.sleep(0.05)
+    time.sleep(0.05)
+    info = json.loads(conn.read_text())
+    forwarder = Forwarder(info["api_socket"])
+    return Served(url=forwarder.url, token="swarm-token", proc=proc, db=db, log=log)
 
 
 class Forwarder:

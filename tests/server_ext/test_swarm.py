@@ -7,13 +7,11 @@ The system's Docker is only read (``docker save`` of our images); the module che
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import cloudpickle
 import pytest
@@ -21,7 +19,7 @@ import pytest
 from server_ext.service.images import FUNC_IMAGE, TEST_IMAGE, expected_func_image
 from tests.serve import Served, wait_ready, wait_status
 from tests.server_ext.test_docker_service import ACCUMULATOR, _allocate, _pickled_call, build_reactor
-from tests.swarm_cluster import Cluster, Forwarder, missing_requirements, start_cluster
+from tests.swarm_cluster import Cluster, missing_requirements, start_cluster, start_swarm_serve
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -65,39 +63,6 @@ def cluster(docker_client, built_images) -> Iterator[Cluster]:
         assert ours == [], "a swarm job's container reached the system daemon"
         if os.environ.get("CI"):  # on a shared machine other users' containers come and go
             assert after["containers"] == before["containers"]
-
-
-def start_swarm_serve(
-    cluster: Cluster, tmp: Path, db: Path | None = None, extra: tuple[str, ...] = ()
-) -> Served:
-    """``abaco-nb serve --runtime swarm`` inside the manager node's network namespace (where the swarm's
-    addresses are), reached from here through its API unix socket. ``tmp`` is under the cluster's own
-    directory, not pytest's rotating basetemp, which a concurrent pytest run may prune."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    db = db or tmp / "abaco.db"
-    conn = tmp / f"conn-{time.monotonic_ns()}.json"
-    log = tmp / f"serve-{time.monotonic_ns()}.log"
-    cmd = [*cluster.manager.nsenter(), sys.executable, "-m", "server_ext", "serve", "--runtime", "swarm",
-           "--host", cluster.manager.addr, "--port", "0", "--db", str(db), "--token", "swarm-token",
-           "--connection-file", str(conn), "--swarm-registry", cluster.registry,
-           "--swarm-agent-dir", f"{cluster.node_dir}/agent",
-           "--swarm-node-docker-socket", f"{cluster.node_dir}/docker.sock", *extra]  # fmt: skip
-    env = {**os.environ, "DOCKER_HOST": cluster.manager.docker_host}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=Path(__file__).parents[2]
-        )
-    cluster.others.append(proc)
-    deadline = time.monotonic() + 60
-    while not conn.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"abaco-nb serve --runtime swarm did not start: {log.read_text()}")
-        time.sleep(0.05)
-    time.sleep(0.05)
-    info = json.loads(conn.read_text())
-    forwarder = Forwarder(info["api_socket"])
-    return Served(url=forwarder.url, token="swarm-token", proc=proc, db=db, log=log)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +119,6 @@ def test_seed_walkthrough_runs_on_both_nodes(served, cluster):
     nodes = {r["node"] for r in results.values()}
     assert nodes == NODES, nodes  # GET execution names the node, and both nodes ran executions
     assert {r["final_state"]["Node"] for r in results.values()} == NODES
-    # the job's network is the internal overlay: no way out
     assert all(r["final_state"]["TaskState"] == "complete" for r in results.values())
 
 
@@ -178,6 +142,7 @@ BINARY = (
     "send_bytes_result(data[:150000])\n"
     "send_bytes_result(b'y' * 200000)\n"
     "print('node', os.uname().nodename)\n"
+    "print('destinations', [r.split()[1] for r in open('/proc/net/route').read().splitlines()[1:]])\n"
 )
 
 
@@ -192,7 +157,9 @@ def test_binary_messages_and_large_results_from_both_nodes(served, cluster):
     results = [wait_status(served, aid, e, timeout=120) for e in eids]
     assert [r["exit_code"] for r in results] == [0, 0], [logs(served, aid, e) for e in eids]
     assert {r["node"] for r in results} == NODES
-    for eid in eids:
+    for eid in eids:  # the internal overlay: a route to its subnet, no default route (no egress)
+        routes = logs(served, aid, eid).split("destinations", 1)[1]
+        assert "'00000000'" not in routes and "'" in routes, routes
         url = served.api(f"/actors/{aid}/executions/{eid}/results")
         assert int.from_bytes(served.session.get(url).content, "big") == len(payload)
         assert served.session.get(url).content == payload[:150000]
