@@ -3,19 +3,22 @@
 ``abaco-nb/kernel:<minor>-<hash>`` runs the kernel's very interpreter with the kernel's installed
 distributions, so a function that works in the kernel works in the container (numpy 2.x arrays in and
 out, any CPython the kernel runs, not only the ones a Debian release ships). Nothing is pulled from a
-registry and no Dockerfile is written by the user. Two levels, each cached by what it contains:
+registry and no Dockerfile is written by the user. Three levels, each cached by what it contains:
 
 ``abaco-nb/kernel-base:<minor>-<interpreter hash>`` (``docker import`` of one tar)
     The kernel's Python at the same path as on this machine (``sys.base_prefix``): its executable, the
     standard library (trimmed) and ``lib-dynload``, the shared libraries ``ldd`` finds for them (glibc
-    and its loader included, from this machine), ``/etc/ld.so.cache``, and abaco-nb's runner in
-    ``/opt/abaco-nb``. Its CMD is the function runner.
-``abaco-nb/kernel:<minor>-<hash of the (distribution, version) set>`` (``docker build`` of ``COPY``)
-    Built FROM the base, or FROM the largest cached kernel image whose set is a subset of the one
-    wanted: a package added to the kernel then costs one small layer holding only that package (and any
+    and its loader included, from this machine), ``/etc/ld.so.cache``, time zones, a busybox shell.
+    Its CMD is the function runner.
+``abaco-nb/kernel-packages:<minor>-<hash of the (distribution, version) set>`` (one layer)
+    Built on the largest cached package image whose set is a subset of the one wanted (or on the
+    base): a package added to the kernel then costs one small layer holding only that package (and any
     system library its extension modules load that the image lacks). The distributions' files are the
     ones their ``RECORD`` lists, copied to ``/opt/abaco-nb/site`` (a site directory: ``.pth`` files work).
+``abaco-nb/kernel:<minor>-<hash of the set and the runner>`` (one small layer)
+    abaco-nb's runner in ``/opt/abaco-nb`` on top, so editing or upgrading abaco-nb costs this layer only.
 
+Layers are made here as tars and loaded with ``docker load`` (:func:`load_layer`).
 A second build with the same set is one ``inspect`` (well under a second). Labels carry the Python and
 cloudpickle versions (the executor's guard), the interpreter hash and the package set (for the subset
 search), and the shared libraries already present.
@@ -50,11 +53,12 @@ from .images import (
 
 KERNEL_REPO = "abaco-nb/kernel"
 KERNEL_BASE_REPO = "abaco-nb/kernel-base"
+KERNEL_PACKAGES_REPO = "abaco-nb/kernel-packages"  # base + distributions, without the runner
 SITE_DIR = f"{IMAGE_LIB_DIR}/site"
 LABEL_RUNTIME = "abaco-nb.runtime"  # the interpreter hash both levels share
 LABEL_PACKAGES = "abaco-nb.packages"  # "numpy==2.4.6 pandas==3.1.1 ..."
 LABEL_LIBS = "abaco-nb.libs"  # host library paths already in the image, space separated
-KERNEL_RECIPE = "2"  # bump when the recipe changes in a way the hashed inputs do not show
+KERNEL_RECIPE = "3"  # bump when the recipe changes in a way the hashed inputs do not show
 MAX_LAYERS = 60  # past this many layers, a build starts again from the base (overlay allows 128)
 
 # Makes /opt/abaco-nb/site a real site directory (so .pth files of the distributions are processed)
@@ -202,13 +206,17 @@ class _Progress:
 
 def _runner_files() -> list[tuple[str, bytes]]:
     """abaco-nb's runner as files under ``/opt/abaco-nb`` (cloudpickle comes from the kernel's site)."""
-    files = [(n, d) for n, d in _image_package_files() if not n.startswith("cloudpickle/")]
-    files.append(("sitecustomize.py", SITECUSTOMIZE.encode()))
-    return files
+    return [(n, d) for n, d in _image_package_files() if not n.startswith("cloudpickle/")]
 
 
 def runtime_hash(interp: kernel_env.Interpreter) -> str:
-    h = hashlib.sha256(f"kernel-base/{KERNEL_RECIPE}/{interp.fingerprint()}".encode())
+    """What the base and the package layers depend on: the interpreter and this recipe (not the runner,
+    whose edits would otherwise rebuild hundreds of MB of packages)."""
+    return hashlib.sha256(f"kernel-base/{KERNEL_RECIPE}/{interp.fingerprint()}".encode()).hexdigest()[:16]
+
+
+def runner_hash() -> str:
+    h = hashlib.sha256(f"kernel-runner/{KERNEL_RECIPE}".encode())
     for name, data in sorted(_runner_files()):
         h.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
     return h.hexdigest()[:16]
@@ -255,10 +263,7 @@ def build_base(client: Any, interp: kernel_env.Interpreter, log: Log, force: boo
     tree.symlink("/usr/local/bin/python3", interp.executable)
     tree.symlink("/usr/local/bin/python", interp.executable)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, data in _runner_files():
-            tree.bytes(f"{IMAGE_LIB_DIR}/{name}", data)
-            pyc_name, pyc = _compiled(name, data, tmp)
-            tree.bytes(f"{IMAGE_LIB_DIR}/{pyc_name}", pyc)
+        _add_python(tree, [("sitecustomize.py", SITECUSTOMIZE.encode())], tmp)
         tar_path = os.path.join(tmp, "rootfs.tar")
         with open(tar_path, "wb") as out:
             tree.write(out, dirs=("/tmp", "/root", SITE_DIR))
@@ -279,6 +284,14 @@ def build_base(client: Any, interp: kernel_env.Interpreter, log: Log, force: boo
         _remove_quietly(client, previous)
     log(f"{ref}: built in {time.monotonic() - t0:.1f} s ({size / 1e6:.0f} MB)")
     return ref
+
+
+def _add_python(tree: _Tree, files: list[tuple[str, bytes]], tmp: str) -> None:
+    """Sources under ``/opt/abaco-nb`` with their bytecode (compiled by this very interpreter)."""
+    for name, data in files:
+        tree.bytes(f"{IMAGE_LIB_DIR}/{name}", data)
+        pyc_name, pyc = _compiled(name, data, tmp)
+        tree.bytes(f"{IMAGE_LIB_DIR}/{pyc_name}", pyc)
 
 
 def _add_tree(tree: _Tree, root: str) -> None:
@@ -310,10 +323,11 @@ def _best_parent(client: Any, rh: str, wanted: set[str]) -> tuple[str, set[str],
     """The cached kernel image (same interpreter and runner) with the most of ``wanted`` and nothing
     else: ``(ref, its packages, its libraries)``."""
     best: tuple[int, str, set[str], set[str]] | None = None
-    for image in client.api.images(filters={"label": [f"{LABEL_KIND}=kernel", f"{LABEL_RUNTIME}={rh}"]}):
+    kind = f"{LABEL_KIND}=kernel-packages"
+    for image in client.api.images(filters={"label": [kind, f"{LABEL_RUNTIME}={rh}"]}):
         labels = image.get("Labels") or {}
         have = set((labels.get(LABEL_PACKAGES) or "").split())
-        tags = [t for t in image.get("RepoTags") or [] if t.startswith(KERNEL_REPO + ":")]
+        tags = [t for t in image.get("RepoTags") or [] if t.startswith(KERNEL_PACKAGES_REPO + ":")]
         if not tags or not have <= wanted:
             continue
         if best is None or len(have) > best[0]:
@@ -327,10 +341,17 @@ def _best_parent(client: Any, rh: str, wanted: set[str]) -> tuple[str, set[str],
 
 
 def kernel_image_ref(interp: kernel_env.Interpreter, packages: list[str]) -> tuple[str, str]:
-    """``(reference, content hash)`` of the kernel image for this interpreter and package set."""
-    rh = runtime_hash(interp)
-    h = hashlib.sha256(f"kernel/{KERNEL_RECIPE}/{rh}/{' '.join(sorted(packages))}".encode()).hexdigest()[:16]
+    """``(reference, content hash)`` of the kernel image for this interpreter, package set and runner."""
+    h = hashlib.sha256(
+        f"kernel/{KERNEL_RECIPE}/{packages_hash(interp, packages)}/{runner_hash()}".encode()
+    ).hexdigest()[:16]
     return f"{KERNEL_REPO}:{interp.minor}-{h}", h
+
+
+def packages_hash(interp: kernel_env.Interpreter, packages: list[str]) -> str:
+    """The package layers' identity: interpreter base plus the (distribution, version) set."""
+    text = f"kernel-packages/{KERNEL_RECIPE}/{runtime_hash(interp)}/{' '.join(sorted(packages))}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def build_kernel_image(
@@ -375,7 +396,49 @@ def build_kernel_image(
             f"{ref}: left out (editable installs, their code is not in a site directory): {', '.join(skipped)}"
         )
     rh = runtime_hash(interp)
-    base = build_base(client, interp, log, force=force)
+    ph = packages_hash(interp, keys)
+    packages_ref = f"{KERNEL_PACKAGES_REPO}:{interp.minor}-{ph}"
+    if force or _labels(client, packages_ref).get(LABEL_HASH) != ph:
+        base = build_base(client, interp, log, force=force)
+        result.parent, result.bytes_added = _build_packages(
+            client, interp, dists, keys, packages_ref, base, log, force
+        )
+        result.layers_added += 1
+    tree = _Tree()
+    with tempfile.TemporaryDirectory() as tmp:
+        _add_python(tree, _runner_files(), tmp)
+    labels = {
+        LABEL_PYTHON: interp.minor,
+        LABEL_CLOUDPICKLE: cloudpickle,
+        LABEL_HASH: content_hash,
+        LABEL_KIND: "kernel",
+        LABEL_RUNTIME: rh,
+        LABEL_PACKAGES: " ".join(keys),
+    }
+    previous = _image_id(client, ref)
+    load_layer(client, packages_ref, tree, ref, labels, log)  # the runner: a few hundred KB on top
+    if previous and previous != _image_id(client, ref):
+        _remove_quietly(client, previous)
+    result.built = True
+    result.layers_added += 1
+    result.seconds = time.monotonic() - t0
+    log(f"{ref}: built in {result.seconds:.1f} s")
+    return result
+
+
+def _build_packages(
+    client: Any,
+    interp: kernel_env.Interpreter,
+    dists: list[kernel_env.Distribution],
+    keys: list[str],
+    packages_ref: str,
+    base: str,
+    log: Log,
+    force: bool,
+) -> tuple[str, int]:
+    """``abaco-nb/kernel-packages:...``: the distributions' files as one layer on the largest cached
+    subset (or the base). Returns the parent it was built on and the bytes added."""
+    rh = runtime_hash(interp)
     parent = None if force else _best_parent(client, rh, set(keys))
     if parent is None:
         base_labels = _labels(client, base)
@@ -398,35 +461,28 @@ def build_kernel_image(
         for p in libs
         if not any(p.startswith(s + os.sep) for s in sites) and not p.startswith(interp.prefix + os.sep)
     }
-    new_libs = sorted(host_libs - have_libs)
-    for lib in new_libs:
+    for lib in sorted(host_libs - have_libs):
         tree.host_path(lib, follow_dirs=False)
     bundled = {os.path.basename(rel) for d in new for rel in d.files}
     missing -= bundled  # a wheel's own libraries (``scipy.libs``), found at run time through each other
     if missing:
-        log(f"{ref}: note: libraries the kernel cannot find either: {', '.join(sorted(missing))}")
+        log(f"{packages_ref}: note: libraries the kernel cannot find either: {', '.join(sorted(missing))}")
     size = tree.size()
-    log(f"{ref}: {len(new)} of {len(dists)} distributions to add ({size / 1e6:.0f} MB) on {parent_ref} ...")
+    log(
+        f"{packages_ref}: {len(new)} of {len(dists)} distributions to add ({size / 1e6:.0f} MB) on {parent_ref} ..."
+    )
     labels = {
-        LABEL_PYTHON: interp.minor,
-        LABEL_CLOUDPICKLE: cloudpickle,
-        LABEL_HASH: content_hash,
-        LABEL_KIND: "kernel",
+        LABEL_HASH: packages_hash(interp, keys),
+        LABEL_KIND: "kernel-packages",
         LABEL_RUNTIME: rh,
         LABEL_PACKAGES: " ".join(keys),
         LABEL_LIBS: " ".join(sorted(have_libs | host_libs)),
     }
-    previous = _image_id(client, ref)
-    load_layer(client, parent_ref, tree, ref, labels, log)
-    if previous and previous != _image_id(client, ref):
+    previous = _image_id(client, packages_ref)
+    load_layer(client, parent_ref, tree, packages_ref, labels, log)
+    if previous and previous != _image_id(client, packages_ref):
         _remove_quietly(client, previous)
-    result.built = True
-    result.parent = parent_ref
-    result.layers_added = 1
-    result.bytes_added = size
-    result.seconds = time.monotonic() - t0
-    log(f"{ref}: built in {result.seconds:.1f} s")
-    return result
+    return parent_ref, size
 
 
 class _HashingWriter:
