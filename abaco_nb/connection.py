@@ -170,7 +170,7 @@ def _from_jupyter_servers(client_kwargs: dict[str, Any]) -> Client | None:
 @contextmanager
 def _lock(path: str) -> Iterator[None]:
     """An exclusive lock across processes: one starter at a time."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -192,7 +192,10 @@ def _start_server(runtime: str, stop_at_exit: bool, timeout: float, client_kwarg
             sys.executable, "-m", "server_ext", "serve", "--runtime", runtime, "--port", "0",
             "--db", os.path.join(directory, "abaco.db"), "--connection-file", path,
         ]  # fmt: skip
-        with open(log_path, "ab") as out:
+        # 0600: the server prints its token; abaco_nb does not import server_ext's private_files
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "ab") as out:
             proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )

@@ -4,16 +4,36 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .service.settings import from_values, settings
+
+ENV_SERVE_TOKEN = "ABACO_NB_SERVE_TOKEN"
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The service token, from ``ABACO_NB_SERVE_TOKEN`` or ``--token-file`` (a command line is readable by
+    every process on the host, in ``/proc/PID/cmdline``), or ``--token`` with a warning."""
+    if args.token:
+        print(
+            f"warning: --token puts the token on the command line, where every process on this host can read "
+            f"it (/proc/PID/cmdline); use {ENV_SERVE_TOKEN} or --token-file",
+            file=sys.stderr,
+            flush=True,
+        )
+        return str(args.token)
+    if args.token_file:
+        with open(args.token_file) as f:
+            return f.read().strip() or None
+    return os.environ.pop(ENV_SERVE_TOKEN, None) or None
 
 
 def _serve(args: argparse.Namespace) -> int:
     from .standalone import serve
 
     given = {s.name: getattr(args, s.name) for s in settings() if hasattr(args, s.name)}
-    serve(from_values(given), args.host, args.port, args.token, args.connection_file)
+    serve(from_values(given), args.host, args.port, _token(args), args.connection_file)
     return 0
 
 
@@ -91,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the Abaco-compatible service without Jupyter")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
-    serve.add_argument("--token", help="the API token (default: generated and printed)")
+    serve.add_argument(
+        "--token",
+        help=f"the API token (visible to every process on the host: prefer {ENV_SERVE_TOKEN} or --token-file; "
+        "default: generated and printed)",
+    )
+    serve.add_argument("--token-file", help="read the API token from this file")
     _setting_flags(serve)
     serve.add_argument("--connection-file", help="where to write url and token (mode 0600)")
     serve.set_defaults(func=_serve)

@@ -31,7 +31,7 @@ def connection_file_path(data_dir: str | None = None) -> str:
 
 def write_connection_file(path: str, info: dict[str, object]) -> None:
     """Write atomically with mode 0600: it holds the token."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -54,9 +54,12 @@ def start_serve(tmp: Path, runtime: str = "process", token: str = "test-token", 
     conn = tmp / f"conn-{time.monotonic_ns()}.json"
     log = tmp / f"serve-{time.monotonic_ns()}.log"
     cmd = [sys.executable, "-m", "server_ext", "serve", "--runtime", runtime, "--db", str(db), "--port", "0",
-           "--token", token, "--connection-file", str(conn), *(extra or [])]  # fmt: skip
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+           "--connection-file", str(conn), *(extra or [])]  # fmt: skip
+    with open(log, "wb") as out:  # the token in the environment: a command line is readable by anyone
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "ABACO_NB_SERVE_TOKEN": token, **(env or {})},
+        )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -103,7 +103,7 @@ class Dispatcher:
         self.sock_dir = os.path.join(config.resolved_run_dir(), "results")
         if len(self.sock_dir) > 70:  # AF_UNIX paths are limited to 108 bytes
             self.sock_dir = tempfile.mkdtemp(prefix="abnb-")
-        os.makedirs(self.sock_dir, mode=0o755, exist_ok=True)
+        os.makedirs(self.sock_dir, mode=0o700, exist_ok=True)  # reached through bind mounts and links only
         self.completion_listeners: list[Callable[[Execution], None]] = []
 
     # -- the state machine and its instructions ----------------------------------------------------

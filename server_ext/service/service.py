@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
-from . import engine, lifecycle, privilege
+from . import engine, lifecycle, private_files, privilege
 from .access_control import Access
 from .actor_configs import ActorConfigs
 from .automation import Automation
@@ -81,7 +81,35 @@ def make_runtime(config: ServiceConfig) -> Runtime:
                 raise AbacoError(f"--runtime docker, but no Docker engine answers: {exc}", 500) from exc
     from .runtimes.process import ProcessRuntime
 
-    return ProcessRuntime(os.path.join(config.resolved_run_dir(), "proc"), config.default_mem_limit)
+    uids = execution_uids(config)
+    return ProcessRuntime(os.path.join(config.resolved_run_dir(), "proc"), config.default_mem_limit, uids)
+
+
+def execution_uids(config: ServiceConfig) -> Any:
+    """The process runtime's uids, one per execution, when the service is root (runtimes/sandbox.py).
+    ``auto`` first checks that such a uid can run this service's Python: when it cannot (a Python under
+    a private home), it says so and executions run as the service's user; ``on`` isolates anyway (then
+    only programs other users can run work)."""
+    from .runtimes.sandbox import UidPool, cannot_run_python, isolating
+
+    if not isolating(config.execution_uids):
+        if os.geteuid() == 0:
+            log.warning("process runtime: execution_uids is off; executions run as root (no boundary)")
+        return None
+    uids = UidPool(config.execution_uid_base, config.execution_uid_count)
+    if config.execution_uids == "auto":
+        probe = uids.acquire()
+        why = cannot_run_python(probe)
+        uids.release(probe)
+        if why is not None:
+            log.warning(
+                "process runtime: executions run as root (no boundary), because another user cannot run "
+                "this service's Python (%s); install it where others can read it, or set execution_uids "
+                "to 'on' to isolate anyway",
+                why,
+            )
+            return None
+    return uids
 
 
 class Service:
@@ -91,8 +119,10 @@ class Service:
         self, config: ServiceConfig, runtime: Runtime | None = None, api_socket: str | None = None
     ) -> None:
         self.config = config
-        os.makedirs(os.path.dirname(os.path.abspath(config.db_path)), exist_ok=True)
-        os.makedirs(config.resolved_run_dir(), mode=0o700, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(config.db_path)), mode=0o700, exist_ok=True)
+        private_files.private_dir(config.resolved_run_dir())  # unique per service, unless configured
+        self._run_lock = private_files.lock_run_dir(config.run_dir)
+        private_files.private_database(config.db_path)
         self.store = Store(config.db_path)
         secret = self.store.get_meta("token_secret")
         if secret is None:
@@ -152,6 +182,9 @@ class Service:
         if close_runtime is not None:
             close_runtime()
         self.store.close()
+        if self.config.run_dir_is_temporary:  # sockets and message files: nothing left after SIGTERM
+            shutil.rmtree(self.config.run_dir, ignore_errors=True)
+        os.close(self._run_lock)
 
     def _janitor(self) -> None:
         """Expire logs and old results, and remove idle executor actors, once a minute (more often when

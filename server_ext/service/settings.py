@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import tempfile
 import typing
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
@@ -70,7 +71,9 @@ class ServiceConfig:
         help="SQLite database of the service (default: abaco.db under the Jupyter data dir's abaco-nb/).",
         flag="--db",
     )
-    run_dir: str = setting("", "Sockets and message files (default: run/ next to the database).")
+    run_dir: str = setting(
+        "", "Sockets and message files, 0700 and locked (default: a fresh private temp dir, removed on exit)."
+    )
     runtime: str = setting(
         "auto",
         "Where executions run: docker, process (local subprocesses), swarm (jobs on a Docker Swarm, "
@@ -129,10 +132,25 @@ class ServiceConfig:
         "/var/run/docker.sock",
         "Swarm runtime: path of the Docker socket on the nodes (the agent reads exit states).",
     )
+    execution_uids: str = setting(
+        "auto",
+        "Process runtime as root: run each execution as a uid of its own (runtimes/sandbox.py). auto: when "
+        "such a uid can run this Python; on: always; off: as the service's user (no boundary).",
+        choices=("auto", "on", "off"),
+    )
+    execution_uid_base: int = setting(1_900_000_000, "First uid of the range executions run as.")
+    execution_uid_count: int = setting(65536, "How many uids the range has (one per running execution).")
     username: str = field(default_factory=_user)  # who owns what the service token does; not a setting
+    run_dir_is_temporary: bool = False  # set when resolved_run_dir() made one: the Service removes it
 
     def resolved_run_dir(self) -> str:
-        return self.run_dir or os.path.join(os.path.dirname(os.path.abspath(self.db_path)), "run")
+        """The run directory. None configured: a fresh private one (``abaco-nb-run-*`` in the temp dir,
+        0700), made on first use and kept in ``run_dir``, so two services never share one (a common
+        directory beside their databases once let one take over the other's sockets)."""
+        if not self.run_dir:
+            self.run_dir = tempfile.mkdtemp(prefix="abaco-nb-run-")
+            self.run_dir_is_temporary = True
+        return self.run_dir
 
 
 @dataclass(frozen=True)

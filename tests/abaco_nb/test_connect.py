@@ -126,5 +126,10 @@ def test_starts_one_shared_server_even_when_two_processes_ask_at_once(isolated: 
         # The server outlives the process that started it: a later connect() reuses it.
         client = connect(start=False)
         assert client.how.startswith("connection file") and client.actors() == []
+        # its log shows the token: private to the user, as the connection file and the database are
+        directory = Path(connection_file_path()).parent
+        for name in ("serve.log", "connection.json", "abaco.db"):
+            assert (directory / name).stat().st_mode & 0o777 == 0o600, name
+        assert directory.stat().st_mode & 0o777 == 0o700
     finally:
         stop_pid(int(info["pid"]))

@@ -22,7 +22,7 @@ def _serve_flags() -> dict[str, argparse.Action]:
 def test_every_setting_is_a_field_a_trait_and_a_flag() -> None:
     names = [s.name for s in settings()]
     assert {"cron_interval", "executor_idle_seconds", "sync_timeout", "allow_privileged"} <= set(names)
-    assert set(names) == {f.name for f in fields(ServiceConfig)} - {"username"}
+    assert set(names) == {f.name for f in fields(ServiceConfig)} - {"username", "run_dir_is_temporary"}
     traits = AbacoApp.class_traits(config=True)
     flags = _serve_flags()
     defaults = ServiceConfig()

@@ -13,7 +13,9 @@ and ``ABACO_NB_RESULTS_SOCK``, which ``abaco_nb.actors`` honours. Which program 
 - anything else needs a container: the actor goes ERROR with a message saying so.
 
 The process does not inherit the service's environment (that holds the service token): only the
-contract's variables plus PATH, HOME, LANG and TMPDIR. A memory limit becomes RLIMIT_AS.
+contract's variables plus PATH, LANG and PYTHONPATH; ``HOME`` and ``TMPDIR`` are its own directory. A
+memory limit becomes RLIMIT_AS. As root, each execution runs as a uid of its own in a private
+directory (:mod:`.sandbox`): the boundary between executions, and between them and the service.
 
 Executions of the executor image are forked from a pre-started Python (:mod:`.zygote`) instead of
 starting a fresh interpreter each (~1 ms instead of ~80 ms); everything above holds for them too, and
@@ -26,13 +28,13 @@ import datetime as dt
 import os
 import resource
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from .base import (
     ENV_BINARY_DATA,
@@ -45,6 +47,7 @@ from .base import (
     RunSpec,
     RuntimeFailure,
 )
+from .sandbox import NPROC_LIMIT, ExecUser, Sandbox, UidPool
 from .zygote import Zygote, ZygoteExit, ZygoteFailed, ZygoteUnavailable, exit_code, fresh_start_differs
 
 ENV_SERVICE = "ABACO_NB_SERVICE_ID"
@@ -52,7 +55,8 @@ TEST_SCRIPT = (
     'echo "Contents of MSG: "$MSG; sleep "${SLEEP:-2}"; echo "Environment:"; env; '
     'echo "Contents of root file system: "; ls /'
 )
-_PASS_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH")
+_PASS_THROUGH = ("PATH", "LANG", "LC_ALL", "PYTHONPATH")
+_OWN_DIR = ("HOME", "TMPDIR")  # the execution's own directory, whatever the service's are
 _UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 FUNC_REPO = "abaco-nb/py3-func"
 # Executor images that mean "the function runner" here: py3-func and the kernel images AbacoExecutor()
@@ -90,6 +94,12 @@ def memory_bytes(limit: str | None) -> int | None:
     return int(number * unit)
 
 
+def _without_own_dir(env: dict[str, str]) -> dict[str, str]:
+    """``HOME`` differs per execution only because the runtime sets it (no user may): not a reason to
+    leave the zygote for a fresh interpreter."""
+    return {k: v for k, v in env.items() if k not in _OWN_DIR}
+
+
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
@@ -107,6 +117,7 @@ class _Running:
     finished: float = 0.0
     failure: str = ""  # the zygote died: no exit status to report
     stopped: bool = False
+    user: ExecUser | None = None  # the uid it runs as, returned to the pool when it is removed
 
     def ended(self, how: ZygoteExit) -> None:
         self.status, self.cpu, self.io, self.failure = how.status, how.cpu, how.io, how.failure
@@ -119,18 +130,25 @@ class ProcessRuntime:
 
     name = "process"
 
-    def __init__(self, work_dir: str, default_mem_limit: str | None = None) -> None:
+    def __init__(
+        self, work_dir: str, default_mem_limit: str | None = None, uids: UidPool | None = None
+    ) -> None:
+        """``work_dir``: private to the service (logs, the zygote's files). ``uids``: run each execution
+        as a uid of its own (the service must be root); None runs them as the service's user."""
         self.work_dir = work_dir
         self.default_mem_limit = default_mem_limit
-        os.makedirs(work_dir, exist_ok=True)
+        self.uids = uids
+        os.makedirs(work_dir, mode=0o700, exist_ok=True)
+        self.sandbox = Sandbox()
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
-        self.zygote: Zygote | None = Zygote(work_dir, self._pass_through())
+        self.zygote: Zygote | None = Zygote(work_dir, {**self._pass_through(), "HOME": self.sandbox.root})
 
     def close(self) -> None:
-        """Stop the zygote (the service is closing)."""
+        """Stop the zygote and remove the executions' directories (the service is closing)."""
         if self.zygote is not None:
             self.zygote.close()
+        self.sandbox.close()
 
     def check_image(self, image: str, pull: bool = False) -> ImageCheck:
         if command_for(image) is not None:
@@ -150,53 +168,80 @@ class ProcessRuntime:
     def _pass_through() -> dict[str, str]:
         return {k: os.environ[k] for k in _PASS_THROUGH if k in os.environ}
 
-    def _environment(self, spec: RunSpec) -> dict[str, str]:
+    def _environment(self, spec: RunSpec, cwd: str) -> dict[str, str]:
+        """The contract's variables, with the host paths of the service's files as this execution's
+        links to them (its directory is the only place it can reach them)."""
         env = self._pass_through()
         env.update(spec.environment)
         env[ENV_SERVICE] = spec.service_id
+        for name in _OWN_DIR:
+            env[name] = cwd
         if spec.binary_path:
-            env[ENV_BINARY_DATA] = spec.binary_path
+            env[ENV_BINARY_DATA] = Sandbox.link(spec.binary_path, cwd, "binary_data")
         if spec.results_socket:
-            env[ENV_RESULTS_SOCKET] = spec.results_socket
+            env[ENV_RESULTS_SOCKET] = Sandbox.link(spec.results_socket, cwd, "results.sock")
+        if spec.api_socket:
+            served = "http+unix://" + quote(spec.api_socket, safe="")
+            if env.get("_abaco_api_server") == served:
+                api = Sandbox.link(spec.api_socket, cwd, "api.sock")
+                env["_abaco_api_server"] = "http+unix://" + quote(api, safe="")
         return env
 
     def start(self, spec: RunSpec) -> RunningRef:
         command = command_for(spec.image)
         if command is None:
             raise RuntimeFailure(self.check_image(spec.image).message)
-        exec_dir = os.path.join(self.work_dir, spec.execution_id)
-        log_path = os.path.join(exec_dir, "output.log")
+        user = self.uids.acquire() if self.uids is not None else None
         try:
-            os.makedirs(exec_dir, exist_ok=True)
-            open(log_path, "wb").close()
-        except OSError as exc:  # a full disk, say: nothing ran, so it can run later
-            shutil.rmtree(exec_dir, ignore_errors=True)
-            raise NotStarted(f"cannot prepare {exec_dir}: {exc.strerror or exc}") from exc
-        env = self._environment(spec)
+            return self._start(spec, command, user)
+        except BaseException:
+            self.sandbox.remove(spec.execution_id)
+            if user is not None and self.uids is not None:
+                self.uids.release(user)
+            raise
+
+    def _start(self, spec: RunSpec, command: list[str], user: ExecUser | None) -> RunningRef:
+        try:
+            cwd = self.sandbox.make(spec.execution_id, user)
+            log_path = os.path.join(self.work_dir, f"{spec.execution_id}.log")  # out of its reach
+            os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            env = self._environment(spec, cwd)
+        except OSError as exc:  # a full disk, say: nothing ran, so it can run later (start() cleans up)
+            raise NotStarted(f"cannot prepare the execution's directory: {exc.strerror or exc}") from exc
         limit = memory_bytes(spec.mem_limit or self.default_mem_limit)
         running = None
         zygote = self.zygote
         if (
             zygote is not None
             and _repo_of(spec.image) in FUNC_REPOS
-            and not fresh_start_differs(env, zygote.base_env)
+            and not fresh_start_differs(_without_own_dir(env), _without_own_dir(zygote.base_env))
         ):
-            running = self._fork(zygote, spec.execution_id, env, exec_dir, log_path, limit)
+            running = self._fork(zygote, spec.execution_id, env, cwd, log_path, limit, user)
         if running is None:
-            running = self._popen(spec.execution_id, command, env, exec_dir, log_path, limit)
+            running = self._popen(spec.execution_id, command, env, cwd, log_path, limit, user)
+        running.user = user
         with self._lock:
             self._running[spec.execution_id] = running
         return RunningRef(spec.execution_id, str(running.pid), {"log_path": log_path})
 
     @staticmethod
     def _fork(
-        zygote: Zygote, execution_id: str, env: dict[str, str], cwd: str, log_path: str, limit: int | None
+        zygote: Zygote,
+        execution_id: str,
+        env: dict[str, str],
+        cwd: str,
+        log_path: str,
+        limit: int | None,
+        user: ExecUser | None,
     ) -> _Running | None:
         """The execution as a child of the zygote; None when the zygote cannot take it (use Popen)."""
         running = _Running(pid=0, log_path=log_path, started=time.time())
         mark = [name for name in _MARK if name in env]
         try:
-            running.pid = zygote.spawn(execution_id, env, cwd, log_path, limit, mark, running.ended)
+            running.pid = zygote.spawn(
+                execution_id, env, cwd, log_path, limit, mark, running.ended,
+                user=(user.uid, user.gid, NPROC_LIMIT) if user is not None else None,
+            )  # fmt: skip
         except ZygoteUnavailable:
             return None
         except ZygoteFailed as exc:  # it may have forked: starting it again could run the message twice
@@ -211,7 +256,9 @@ class ProcessRuntime:
         cwd: str,
         log_path: str,
         limit: int | None,
+        user: ExecUser | None,
     ) -> _Running:
+        as_user = {"user": user.uid, "group": user.gid, "extra_groups": []} if user is not None else {}
         with open(log_path, "wb") as log:
             try:
                 proc = subprocess.Popen(
@@ -222,12 +269,16 @@ class ProcessRuntime:
                     stderr=subprocess.STDOUT,
                     cwd=cwd,
                     start_new_session=True,
+                    **as_user,  # type: ignore[call-overload]
                 )
             except OSError as exc:
                 raise RuntimeFailure(f"Could not start {command[0]!r}: {exc.strerror or exc}.") from exc
-        if limit:
+        limits = [(resource.RLIMIT_AS, limit)] if limit else []
+        if user is not None:
+            limits.append((resource.RLIMIT_NPROC, NPROC_LIMIT))
+        for which, value in limits:
             try:
-                resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
+                resource.prlimit(proc.pid, which, (value, value))
             except (OSError, ValueError):
                 pass
         running = _Running(pid=proc.pid, log_path=log_path, started=time.time(), proc=proc)
@@ -278,7 +329,7 @@ class ProcessRuntime:
         return ExitInfo(exit_code=code, final_state=final_state, cpu=running.cpu, io=running.io)
 
     def logs(self, run: RunningRef) -> str:
-        path = run.extra.get("log_path") or os.path.join(self.work_dir, run.execution_id, "output.log")
+        path = run.extra.get("log_path") or os.path.join(self.work_dir, f"{run.execution_id}.log")
         try:
             with open(path, "rb") as f:
                 return f.read().decode("utf-8", errors="replace")
@@ -306,16 +357,13 @@ class ProcessRuntime:
             running = self._running.pop(run.execution_id, None)
         if running is not None and not running.done.is_set():
             self.stop(run, grace=1.0)
-        exec_dir = os.path.join(self.work_dir, run.execution_id)
-        for name in ("output.log",):
-            try:
-                os.unlink(os.path.join(exec_dir, name))
-            except FileNotFoundError:
-                pass
         try:
-            os.rmdir(exec_dir)
-        except OSError:
+            os.unlink(run.extra.get("log_path") or os.path.join(self.work_dir, f"{run.execution_id}.log"))
+        except FileNotFoundError:
             pass
+        self.sandbox.remove(run.execution_id)
+        if running is not None and running.user is not None and self.uids is not None:
+            self.uids.release(running.user)
 
     def find_leftovers(self, service_id: str) -> list[Leftover]:
         """Processes an earlier run of this service started (found by their environment marker), and

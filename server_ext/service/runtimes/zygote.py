@@ -19,7 +19,8 @@ Protocol: one JSON object per line over a SOCK_STREAM socketpair (the zygote's e
 
 - zygote → service ``{"op": "ready", "pid": P}`` once the imports are done;
 - service → zygote ``{"op": "spawn", "id": EID, "env": {...}, "cwd": DIR, "log": PATH, "mem": BYTES|null,
-  "mark": [NAME, ...], "argv": [...]?}`` (``argv``: exec that command instead of the function runner);
+  "mark": [NAME, ...], "argv": [...]?, "user": [UID, GID, NPROC]|null}`` (``argv``: exec that command
+  instead of the function runner; ``user``: the uid and gid the child becomes, its RLIMIT_NPROC);
 - zygote → service ``{"op": "spawned", "id": EID, "pid": N}`` or ``{"op": "failed", "id": EID, "error": S}``;
 - service → zygote ``{"op": "signal", "id": EID, "sig": N}``: signal that child's session (a warm
   container's pids are not the service's to signal);
@@ -220,14 +221,17 @@ class Zygote:
         mark: list[str],
         on_exit: Callable[[ZygoteExit], None],
         argv: list[str] | None = None,
+        *,
+        user: tuple[int, int, int] | None = None,
     ) -> int:
         """Fork a child for the execution; its pid. ``on_exit`` is called (from the reader thread) when it
-        ends. ``argv``: exec that command in the child instead of running the function runner. Raises
+        ends. ``argv``: exec that command in the child instead of running the function runner. ``user``:
+        (uid, gid, process limit) the child runs as (the zygote is root), else the zygote's own. Raises
         ZygoteUnavailable when nothing was started (use Popen), ZygoteFailed when the zygote died
         mid-request."""
         sock = self._ensure()
         request = {"op": "spawn", "id": execution_id, "env": env, "cwd": cwd, "log": log_path,
-                   "mem": mem_limit, "mark": mark}  # fmt: skip
+                   "mem": mem_limit, "mark": mark, "user": list(user) if user else None}  # fmt: skip
         if argv:
             request["argv"] = argv
         waiting = _Spawn(on_exit, threading.Event())

@@ -7,9 +7,10 @@ starts warm): it runs in its own interpreter, never inside the service, the way 
 in-container modules as files instead of importing them.
 
 Each child, before running anything: writes its environment marker into the slot (see
-:class:`EnvironSlot`), calls ``setsid``, ``chdir``, sends stdin to ``/dev/null`` and stdout/stderr to the
-execution's log, replaces ``os.environ`` entirely with the execution's environment, applies the memory
-limit as ``RLIMIT_AS``, then runs ``abaco_nb.func_runner.main()`` and exits the way ``sys.exit(main())``
+:class:`EnvironSlot`), calls ``setsid``, sends stdin to ``/dev/null`` and stdout/stderr to the
+execution's log, applies the memory limit as ``RLIMIT_AS``, becomes the execution's own uid when the
+runtime gives one (``setgroups([])``, ``setgid``, ``setuid``: :mod:`.sandbox`), ``chdir``s to its
+directory, replaces ``os.environ`` entirely with the execution's environment, then runs ``abaco_nb.func_runner.main()`` and exits the way ``sys.exit(main())``
 would (non-daemon threads joined, ``atexit`` run, stdio flushed), but without tearing the inherited
 interpreter down object by object (that costs ~17 ms, more than the fork saved is worth losing).
 """
@@ -139,22 +140,28 @@ def _child(request: dict[str, Any], slot: EnvironSlot, marker: bytes, zygote_pid
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
-        os.chdir(request["cwd"])
         null = os.open(os.devnull, os.O_RDONLY)
-        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT, 0o644)
+        log = os.open(request["log"], os.O_WRONLY | os.O_CREAT, 0o600)  # opened before dropping to its user
         os.dup2(null, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
         _close_inherited_fds()
-        os.environ.clear()
-        os.environ.update(request["env"])
-        if request.get("mem"):
-            import resource
+        import resource
 
+        if request.get("mem"):
             try:
                 resource.setrlimit(resource.RLIMIT_AS, (request["mem"], request["mem"]))
             except (OSError, ValueError):
                 pass
+        if request.get("user"):  # its own uid (sandbox.py): no way back, no groups, few processes
+            uid, gid, nproc = request["user"]
+            resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
         if os.getppid() != zygote_pid:  # the zygote died before the service heard of this child
             os._exit(1)
         if request.get("argv"):  # a warm container of a reactor: the image's own command, exec'ed

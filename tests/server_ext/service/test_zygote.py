@@ -188,7 +188,7 @@ def test_a_child_sees_only_the_contract_environment_and_carries_the_marker(
     assert "ABACO_NB_TOKEN" not in seen["environ"] and "SERVICE_ONLY_VARIABLE" not in seen["environ"]
     assert not any("the-service-token" in e or "SERVICE_ONLY" in e for e in seen["block"])
     assert f"{ENV_SERVICE}={service_id}" in seen["block"]  # what find_leftovers reads after a crash
-    assert seen["cwd"] == os.path.join(runtime.work_dir, run.execution_id)
+    assert seen["cwd"] == runtime.sandbox.path(run.execution_id)
     assert [(lo.execution_id, lo.ref) for lo in runtime.find_leftovers(service_id)] == [
         (run.execution_id, run.ref)
     ]
@@ -263,7 +263,8 @@ def test_popen_takes_over_when_the_zygote_cannot(runtime: ProcessRuntime, tmp_pa
     assert _wait(runtime, honoured).exit_code == 0
     assert f"parent {os.getpid()} hashseed 0" in runtime.logs(honoured)
     # A zygote that cannot start: every execution still runs, with Popen.
-    runtime.close()
+    assert runtime.zygote is not None
+    runtime.zygote.close()
     runtime.zygote = Zygote(runtime.work_dir, runtime._pass_through(), python="/bin/false")
     fallback = _start(runtime, tmp_path, report)
     assert _wait(runtime, fallback).exit_code == 0
