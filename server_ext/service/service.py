@@ -58,7 +58,8 @@ def make_runtime(config: ServiceConfig) -> Runtime:
                 registry=config.swarm_registry, callback=config.swarm_callback,
                 agent_port=config.swarm_agent_port, agent_dir=config.swarm_agent_dir,
                 agent_image=config.swarm_agent_image, agent_docker_socket=config.swarm_node_docker_socket,
-                state_dir=config.resolved_run_dir(), default_mem_limit=config.default_mem_limit or "2g",
+                # kept across restarts (the run dir is fresh per start), private beside the database
+                state_dir=config.db_path + ".state", default_mem_limit=config.default_mem_limit or "2g",
             )  # fmt: skip
         except Exception as exc:
             raise AbacoError(f"--runtime swarm, but no Docker engine answers: {exc}", 500) from exc
