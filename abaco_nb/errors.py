@@ -7,6 +7,9 @@
     │   │                         .type_name, .message, .remote_traceback, .execution_id
     │   ├── RemoteTimeoutError    the call ran past its time limit and was stopped (also a TimeoutError)
     │   └── AbacoExecutionError   the execution ended without a result: stopped, crashed, out of memory, deleted
+    │       ├── OutOfMemoryError  killed by (or out of memory under) the memory limit: .mem_limit; the
+    │       │                     message says how to raise it (also a MemoryError)
+    │       └── ExecutorActorGone the executor's actor was deleted (dashboard, %abaco delete, idle clean-up)
     ├── VersionMismatchError      the image's Python or cloudpickle differ from the kernel's; nothing ran
     │                             (also a RuntimeError)
     └── MissingModuleError        the executor's image lacks a module the call needs; the message says how
@@ -29,6 +32,8 @@ __all__ = [
     "RemoteError",
     "RemoteTimeoutError",
     "AbacoExecutionError",
+    "OutOfMemoryError",
+    "ExecutorActorGone",
     "VersionMismatchError",
     "MissingModuleError",
     "RemoteTraceback",
@@ -93,6 +98,23 @@ class RemoteTimeoutError(RemoteError, TimeoutError):
 
 class AbacoExecutionError(RemoteError):
     """The execution ended without a result for this call: stopped, crashed, out of memory, deleted."""
+
+
+class OutOfMemoryError(AbacoExecutionError, MemoryError):
+    """A call was killed by the executor's memory limit (a container's OOM kill), or ran out of memory
+    under it (a ``MemoryError`` in the call). The message names the limit and how to raise it; still a
+    ``MemoryError``, so ``except MemoryError`` catches it. ``mem_limit``: the limit, when known."""
+
+    def __init__(
+        self, message: str, remote_traceback: str = "", execution_id: str = "", mem_limit: str | None = None
+    ) -> None:
+        super().__init__("OutOfMemoryError", message, remote_traceback, execution_id)
+        self.mem_limit = mem_limit
+
+
+class ExecutorActorGone(AbacoExecutionError):
+    """The executor's actor was deleted (from the dashboard, ``%abaco delete``, or the idle clean-up)
+    while calls were pending or when a call was sent to an actor this executor did not register."""
 
 
 class VersionMismatchError(AbacoError, RuntimeError):

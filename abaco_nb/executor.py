@@ -29,19 +29,23 @@ import re
 import sys
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from . import failures, live
 from . import func_runner as wire
-from . import live
 from . import modules as needs
 from .client import Client
 from .errors import (
     AbacoAPIError,
     AbacoConnectionError,
     AbacoExecutionError,
+    ExecutorActorGone,
     MissingModuleError,
+    OutOfMemoryError,
     RemoteError,
     RemoteTimeoutError,
     RemoteTraceback,
@@ -189,6 +193,16 @@ def _rebuild_error(body: bytes, execution_id: str, files: dict[str, str] | None 
 # ---------------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Chunk:
+    """What an execution runs, kept while its calls may be retried."""
+
+    fn: Callable[..., Any]
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]]
+    timeout: float | None
+    retries: int
+
+
 class AbacoAsyncResponse(cf.Future):  # type: ignore[type-arg]
     """The future of one call. ``result()`` is the list of the call's results (``[20]``), as in agavepy.
 
@@ -242,6 +256,11 @@ class AbacoAsyncResponse(cf.Future):  # type: ignore[type-arg]
 
     def running(self) -> bool:
         return not self.done()
+
+    def value(self, timeout: float | None = None) -> Any:
+        """The call's return value itself: ``14`` where ``result()`` is the seed's list ``[14]``."""
+        result = self.result(timeout)
+        return result if self._executor.plain_results or self.index is None else result[0]
 
     def cancel(self) -> bool:
         if not super().cancel():
@@ -339,7 +358,12 @@ class AbacoExecutor(cf.Executor):
     may run (runner and service enforce it). ``chunksize``: calls per execution in ``map`` (default
     automatic). ``progress``: show a bar in ``map``. ``actor_id``: use an existing executor actor.
     ``cancel_on_exit``: at interpreter exit stop unfinished calls (default True). ``environment``:
-    variables every call sees (the actor's default environment).
+    variables every call sees (the actor's default environment). ``mem_limit``: memory of each
+    execution (e.g. ``"4g"``; default the service's); a call over it raises :class:`OutOfMemoryError`.
+    ``retries``: how many times a call whose worker was lost (OOM kill, node loss, service restart) is
+    run again (default 0; ``submit`` and ``map`` take ``retries=`` too); a call that raised is never
+    retried. ``plain_results``: ``result()`` is the value itself instead of the seed's ``[value]``
+    (``response.value()`` is the value either way).
     """
 
     def __init__(
@@ -359,6 +383,9 @@ class AbacoExecutor(cf.Executor):
         check_versions: bool = True,
         ready_timeout: float = 120.0,
         live_output: bool | None = None,
+        mem_limit: str | None = None,
+        retries: int = 0,
+        plain_results: bool = False,
     ) -> None:
         if client is not None and not isinstance(client, Client):
             raise TypeError(
@@ -370,6 +397,9 @@ class AbacoExecutor(cf.Executor):
         self.chunksize = chunksize
         self.progress = progress
         self.cancel_on_exit = cancel_on_exit
+        self.retries = retries
+        self.plain_results = plain_results
+        self._work: dict[str, _Chunk] = {}  # execution id -> what it runs, while it can be retried
         self.timeout_grace = 5.0  # the service's backstop limit is the call's limit plus this
         self.versions = kernel_versions()
         self._lock = threading.Condition()
@@ -396,17 +426,20 @@ class AbacoExecutor(cf.Executor):
         t0 = time.monotonic()
         if image is not None and packages is not None:
             raise ValueError("pass image= (an image of your own) or packages= (a kernel image), not both")
+        self.own_actor = actor_id is None
         if actor_id is None:
             self.image = image or self._kernel_image(packages)
             fields: dict[str, Any] = {"hints": [EXECUTOR_HINT], "token": False}
-            actor = self.client.register(
-                self.image,
+            if mem_limit:
+                fields["mem_limit"] = mem_limit
+            self._registration = dict(
                 name=self.name,
                 stateless=True,
                 max_workers=max_workers,
                 default_environment=environment,
                 **fields,
             )
+            actor = self.client.register(self.image, **self._registration)
             self.actor_id = str(actor.id)
         else:
             self.actor_id = actor_id
@@ -421,6 +454,7 @@ class AbacoExecutor(cf.Executor):
                 f"the executor actor for image {self.image} could not start: {exc.message}"
             ) from None
         self.max_workers = int(actor.get("max_workers") or max_workers or 6)
+        self.mem_limit = actor.get("mem_limit") or mem_limit
         if check_versions:
             self._check_versions(own_actor=actor_id is None)
         self.startup_seconds = time.monotonic() - t0
@@ -534,9 +568,13 @@ class AbacoExecutor(cf.Executor):
 
     # -- submitting ---------------------------------------------------------------------------------
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> AbacoAsyncResponse:
-        """Run ``fn(*args, **kwargs)`` remotely; returns at once with its future."""
-        return self._submit_chunk(fn, [(args, kwargs)], self.timeout)[0]
+    def submit(  # type: ignore[override]
+        self, fn: Callable[..., Any], /, *args: Any, retries: int | None = None, **kwargs: Any
+    ) -> AbacoAsyncResponse:
+        """Run ``fn(*args, **kwargs)`` remotely; returns at once with its future. ``retries`` (as in
+        dask's ``submit``, so not passed to ``fn``): runs again if its worker is lost."""
+        tries = self.retries if retries is None else retries
+        return self._submit_chunk(fn, [(args, kwargs)], self.timeout, retries=tries)[0]
 
     def blocking_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> list[Any]:
         """``submit(...).result()``; Ctrl-C (interrupting the kernel) stops the remote call too."""
@@ -556,6 +594,7 @@ class AbacoExecutor(cf.Executor):
         chunksize: int | None = None,
         timeout: float | None = None,
         progress: bool | None = None,
+        retries: int | None = None,
     ) -> list[AbacoAsyncResponse]:
         """One response per element of ``args_list`` (a list/tuple element is the call's arguments,
         anything else its single argument), as agavepy's ``map``. Calls are packed ``chunksize`` to an
@@ -581,7 +620,10 @@ class AbacoExecutor(cf.Executor):
         show = self.progress if progress is None else progress
         try:
             for start in range(0, len(calls), size):
-                responses += self._submit_chunk(fn, calls[start : start + size], limit, first_call=start)
+                tries = self.retries if retries is None else retries
+                responses += self._submit_chunk(
+                    fn, calls[start : start + size], limit, first_call=start, retries=tries
+                )
         except BaseException:
             for r in responses:  # a failure half-way (or Ctrl-C) leaves nothing running
                 r.cancel()
@@ -615,10 +657,13 @@ class AbacoExecutor(cf.Executor):
         calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
         timeout: float | None,
         first_call: int | None = None,
+        retries: int = 0,
+        again: list[AbacoAsyncResponse] | None = None,
     ) -> list[AbacoAsyncResponse]:
         """Pickle and send one chunk (split further if it is too big); register its futures.
-        ``first_call``: the map position of the chunk's first call (None for submit)."""
-        if self._closed:
+        ``first_call``: the map position of the chunk's first call (None for submit). ``again``: the
+        futures of these calls when they are being retried (they move to the new execution)."""
+        if self._closed and again is None:  # a retry of a call already accepted still runs
             raise RuntimeError("cannot submit: the executor was shut down or deleted")
         import cloudpickle
 
@@ -630,9 +675,10 @@ class AbacoExecutor(cf.Executor):
         if len(payload) > CHUNK_TARGET_BYTES and len(calls) > 1:
             half = len(calls) // 2
             second = None if first_call is None else first_call + half
-            return self._submit_chunk(fn, calls[:half], timeout, first_call) + self._submit_chunk(
-                fn, calls[half:], timeout, second
-            )
+            first, rest = (again[:half], again[half:]) if again else (None, None)
+            return self._submit_chunk(
+                fn, calls[:half], timeout, first_call, retries, first
+            ) + self._submit_chunk(fn, calls[half:], timeout, second, retries, rest)
         if len(payload) > MAX_MESSAGE_BYTES:
             raise ValueError(
                 f"the pickled call is {len(payload) / 1e6:.0f} MB, above the executor's limit of "
@@ -646,18 +692,18 @@ class AbacoExecutor(cf.Executor):
         sink = self._sink(fn)
         files = code_files(fn)
         with self._send_lock:
-            try:
-                receipt: Any = self.client.send(self.actor_id, message, environment=environment)
-            except AbacoAPIError as exc:
-                if exc.status == 413:
-                    raise ValueError(f"the service refused the call as too large: {exc.message}") from None
-                raise
+            receipt = self._send(message, environment)
             eid = str(receipt.execution_id)
             positions = [None if first_call is None else first_call + i for i in range(len(calls))]
-            responses = [AbacoAsyncResponse(self, eid, i, positions[i]) for i in range(len(calls))]
+            responses = again or [AbacoAsyncResponse(self, eid, i, positions[i]) for i in range(len(calls))]
+            for i, response in enumerate(responses):  # a retry: the futures follow their calls
+                response.actor_id, response.execution_id, response.index = self.actor_id, eid, i
+            positions = [r.call for r in responses]
             with self._lock:
                 self._pending[eid] = responses
                 self._sizes[eid] = len(calls)
+                if retries > 0:
+                    self._work[eid] = _Chunk(fn, calls, timeout, retries)
                 self._newest = eid
                 self._calls[eid] = list(positions)
                 self._files[eid] = files
@@ -669,6 +715,43 @@ class AbacoExecutor(cf.Executor):
                 self._start_watcher()
                 self._lock.notify_all()
         return responses
+
+    def _send(self, message: bytes, environment: dict[str, str]) -> Any:
+        """Send one chunk. The actor may have been deleted since (from the dashboard, or by the idle
+        clean-up): an actor this executor registered is registered again, anyone else's is an error
+        that says what happened."""
+        try:
+            return self.client.send(self.actor_id, message, environment=environment)
+        except AbacoAPIError as exc:
+            if exc.status == 413:
+                raise ValueError(f"the service refused the call as too large: {exc.message}") from None
+            if exc.status != 404 or isinstance(exc, AbacoConnectionError) or self._actor_exists():
+                raise
+        gone = self.actor_id
+        if not self.own_actor:
+            raise ExecutorActorGone(
+                "",
+                f"the executor's actor {gone} no longer exists (deleted from the dashboard, with %abaco "
+                "delete, or by the idle clean-up); create a new AbacoExecutor()",
+                "",
+                "",
+            )
+        actor = self.client.register(self.image, **self._registration)
+        self.actor_id = str(actor.id)
+        self.client.wait_until_ready(self.actor_id, timeout=120)
+        warnings.warn(
+            f"the executor's actor {gone} was deleted (from the dashboard or by the idle clean-up); "
+            f"this executor registered a new one, {self.actor_id}",
+            stacklevel=4,
+        )
+        return self.client.send(self.actor_id, message, environment=environment)
+
+    def _actor_exists(self) -> bool:
+        try:
+            self.client.actor(self.actor_id)
+            return True
+        except AbacoAPIError as exc:
+            return exc.status != 404 or isinstance(exc, AbacoConnectionError)
 
     # -- live output and remote statuses -------------------------------------------------------------
 
@@ -777,6 +860,10 @@ class AbacoExecutor(cf.Executor):
                     done = self._long_poll(ids, newer)
                 failing_since = None
             except AbacoAPIError as exc:
+                lost = exc.status == 404 and not isinstance(exc, AbacoConnectionError)
+                if lost and not self._actor_exists():
+                    self._actor_gone()
+                    continue
                 if exc.status in (404, 405) and not fallback and not isinstance(exc, AbacoConnectionError):
                     fallback = True  # a real Abaco behind a proxy: no wait route
                     continue
@@ -833,11 +920,23 @@ class AbacoExecutor(cf.Executor):
         except Exception as exc:  # results unreadable: every call of the execution fails with the reason
             outcomes = {}
             missing = RemoteError("", f"could not read the results: {exc}", "", eid)
+            if isinstance(exc, AbacoAPIError) and exc.status == 404 and not self._actor_exists():
+                missing = self._gone_error(eid)
         self._files.pop(eid, None)
         chunk_error = outcomes.get(-1)
         outcome: tuple[str, Any]
+        with self._lock:
+            work = self._work.pop(eid, None)
+        lost: list[AbacoAsyncResponse] = []  # calls without a result whose worker was lost: run again
         for response in responses:
             if response.done():
+                continue
+            if (
+                work is not None and not missing and response.index is not None
+                and response.index not in outcomes and chunk_error is None
+                and failures.ending(execution) in failures.RETRYABLE
+            ):  # fmt: skip
+                lost.append(response)
                 continue
             if response.index is None:  # reloaded without the call count: the whole execution
                 values = [outcomes[i] for i in sorted(outcomes) if i >= 0]
@@ -851,12 +950,41 @@ class AbacoExecutor(cf.Executor):
             kind, value = outcome
             try:
                 if kind == "ok":
-                    response.set_result(value if response.index is None else [value])
+                    plain = self.plain_results or response.index is None
+                    response.set_result(value if plain else [value])
                 else:
-                    error = value if isinstance(value, BaseException) else RemoteError("", str(value))
-                    response.set_exception(self._describe(error, response))
+                    response.set_exception(self._describe(self._memory_error(value, eid), response))
             except cf.InvalidStateError:  # cancelled meanwhile
                 pass
+        if lost and work is not None:
+            self._retry(work, lost)
+
+    def _retry(self, work: _Chunk, lost: list[AbacoAsyncResponse]) -> None:
+        """Run the calls of a lost worker again, in one new execution; their futures move to it."""
+        calls = [work.calls[r.index] for r in lost if r.index is not None]
+        try:
+            self._submit_chunk(work.fn, calls, work.timeout, retries=work.retries - 1, again=lost)
+        except Exception as exc:  # the service refused or is gone: the calls fail with the reason
+            for r in lost:
+                try:
+                    r.set_exception(exc)
+                except cf.InvalidStateError:
+                    pass
+
+    def _memory_error(self, value: Any, eid: str) -> BaseException:
+        """A remote error as raised in the kernel: a ``MemoryError`` inside the call (the process
+        runtime's limit is RLIMIT_AS) becomes :class:`OutOfMemoryError`, naming the limit."""
+        if not isinstance(value, BaseException):
+            return RemoteError("", str(value))
+        if isinstance(value, MemoryError) and not isinstance(value, OutOfMemoryError):
+            tb = value.__cause__.tb if isinstance(value.__cause__, RemoteTraceback) else ""
+            error = OutOfMemoryError(
+                f"{failures.memory_advice(self.mem_limit)} ({type(value).__name__}: {value})", tb, eid,
+                self.mem_limit,
+            )  # fmt: skip
+            error.__cause__ = value
+            return error
+        return value
 
     def _describe(self, error: BaseException, response: AbacoAsyncResponse) -> BaseException:
         """Say which call failed where: ``execution_id`` and ``call`` on the exception, and a note
@@ -936,7 +1064,34 @@ class AbacoExecutor(cf.Executor):
         text = "; ".join(facts) + " - no result for this call"
         if "max_run_time" in message:
             return RemoteTimeoutError("TimeoutError", text, tail, eid)
+        if message.startswith("Stopped: the actor was deleted"):
+            return ExecutorActorGone(
+                "", f"the executor's actor {self.actor_id} was deleted - {text}", tail, eid
+            )
+        if failures.ending(execution) is failures.Ending.OUT_OF_MEMORY:
+            advice = failures.memory_advice(self.mem_limit)
+            return OutOfMemoryError(f"{advice} - {text}", tail, eid, self.mem_limit)
         return AbacoExecutionError("", text, tail, eid)
+
+    def _actor_gone(self) -> None:
+        """The actor was deleted under pending calls: they fail saying so (a later submit registers a new
+        actor when this executor made the first one)."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for eid, responses in pending.items():
+            error = self._gone_error(eid)
+            for r in responses:
+                try:
+                    r.set_exception(error)
+                except cf.InvalidStateError:
+                    pass
+
+    def _gone_error(self, eid: str) -> ExecutorActorGone:
+        after = "the next submit registers a new one" if self.own_actor else "create a new AbacoExecutor()"
+        return ExecutorActorGone(
+            "", f"the executor's actor {self.actor_id} was deleted (from the dashboard, with %abaco delete, "
+            f"or by the idle clean-up) before this call's result was read; {after}", "", eid
+        )  # fmt: skip
 
     def _fail_all(self, exc: BaseException) -> None:
         with self._lock:
