@@ -16,10 +16,11 @@ from pathlib import Path
 import cloudpickle
 import numpy as np
 import pytest
-from test_executor import LabError, f, fails, start_serve, stop_serve
+from test_executor import LabError, f, fails
 
 from abaco_nb.client import AbacoAPIError, Client
 from abaco_nb.executor import AbacoExecutor, VersionMismatchError
+from tests.serve import Served, start_serve
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -29,16 +30,16 @@ OLD_IMAGE = "abaco-nb-test/py3-func-mismatch"
 
 
 @pytest.fixture(scope="module")
-def dserved(built_images: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def dserved(built_images: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("executor-docker")
-    proc, info = start_serve(tmp, "docker")
-    yield info
-    stop_serve(proc)
+    served = start_serve(tmp, "docker")
+    yield served
+    served.stop()
 
 
 @pytest.fixture
-def client(dserved: dict) -> Client:
-    return Client(dserved["url"], dserved["token"])
+def client(dserved: Served) -> Client:
+    return Client(dserved.url, dserved.token)
 
 
 def _build(docker_client, tag: str, dockerfile: str, files: dict[str, Path] | None = None) -> str:

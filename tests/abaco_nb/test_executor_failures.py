@@ -17,11 +17,11 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
-from test_executor import start_serve, stop_serve
 
 from abaco_nb import ExecutorActorGone, OutOfMemoryError
 from abaco_nb.client import Client
 from abaco_nb.executor import AbacoExecutor
+from tests.serve import Served, start_serve
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -34,16 +34,15 @@ def runtime(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def served(runtime: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    proc, info = start_serve(tmp_path_factory.mktemp(f"failures-{runtime}"), runtime)
-    info["runtime"] = runtime
-    yield info
-    stop_serve(proc)
+def served(runtime: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    s = start_serve(tmp_path_factory.mktemp(f"failures-{runtime}"), runtime)
+    yield s
+    s.stop()
 
 
 @pytest.fixture
-def client(served: dict) -> Client:
-    return Client(served["url"], served["token"])
+def client(served: Served) -> Client:
+    return Client(served.url, served.token)
 
 
 def f(x):
@@ -122,7 +121,7 @@ def _hog(mb: int) -> int:
     return len(blocks)
 
 
-def test_the_memory_limit_raises_out_of_memory_naming_it(client: Client, served: dict) -> None:
+def test_the_memory_limit_raises_out_of_memory_naming_it(client: Client) -> None:
     ex = AbacoExecutor(client, progress=False, mem_limit="256m")
     try:
         with pytest.raises(OutOfMemoryError, match=r"mem_limit=256m.*AbacoExecutor\(mem_limit=") as info:
@@ -137,8 +136,8 @@ def _executions(client: Client, actor_id: str) -> int:
     return len(client.executions(actor_id)["executions"])
 
 
-def test_an_oom_kill_is_a_lost_worker_retried_then_raised(client: Client, served: dict) -> None:
-    if served["runtime"] != "docker":
+def test_an_oom_kill_is_a_lost_worker_retried_then_raised(client: Client, runtime: str) -> None:
+    if runtime != "docker":
         pytest.skip("the process runtime's limit makes the call raise MemoryError (never retried)")
     ex = AbacoExecutor(client, progress=False, mem_limit="128m")
     try:
@@ -149,9 +148,9 @@ def test_an_oom_kill_is_a_lost_worker_retried_then_raised(client: Client, served
         ex.delete()
 
 
-def _kill_worker(served: dict, client: Client, actor_id: str, execution_id: str) -> None:
+def _kill_worker(runtime: str, client: Client, actor_id: str, execution_id: str) -> None:
     """Lose the worker under a running call: the container (node loss), or the process."""
-    if served["runtime"] == "docker":
+    if runtime == "docker":
         import docker
 
         api = docker.from_env().api
@@ -172,19 +171,19 @@ def _kill_worker(served: dict, client: Client, actor_id: str, execution_id: str)
     raise AssertionError(f"no process runs {execution_id}")
 
 
-def test_retries_rerun_calls_whose_worker_was_lost(client: Client, served: dict) -> None:
+def test_retries_rerun_calls_whose_worker_was_lost(client: Client, runtime: str) -> None:
     ex = AbacoExecutor(client, progress=False)
     try:
         call = ex.submit(lambda: _nap(4) and 42, retries=2)
         first = call.execution_id
         _running(client, ex.actor_id, first)
-        _kill_worker(served, client, ex.actor_id, first)
+        _kill_worker(runtime, client, ex.actor_id, first)
         assert call.result(timeout=120) == [42]
         assert call.execution_id != first  # it ran again, in a new execution
         # Without retries the loss is the call's error.
         lone = ex.submit(_nap, 30)
         _running(client, ex.actor_id, lone.execution_id)
-        _kill_worker(served, client, ex.actor_id, lone.execution_id)
+        _kill_worker(runtime, client, ex.actor_id, lone.execution_id)
         with pytest.raises(Exception, match="no result for this call"):
             lone.result(timeout=120)
     finally:
