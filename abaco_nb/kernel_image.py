@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,6 +29,8 @@ ENV_SWITCH = "ABACO_NB_KERNEL_IMAGE"
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
 _memo: dict[tuple[Any, ...], dict[str, Any]] = {}
 _memo_lock = threading.Lock()
+_no_engine_until = 0.0  # after "no Docker engine answers", do not ask again for a while
+NO_ENGINE_RETRY = 300.0
 
 
 class KernelImageError(RuntimeError):
@@ -65,14 +68,19 @@ def ensure(
         return None
     if base_url and not is_local(base_url):
         return None
+    global _no_engine_until
     key = (tuple(sorted(packages)) if packages is not None else None, _installed_fingerprint())
     with _memo_lock:
         if key in _memo and not force:
             return {**_memo[key], "built": False, "seconds": 0.0}  # nothing was built this time
+        if time.monotonic() < _no_engine_until and not force:
+            return None
     answer = build(packages, log=log, force=force)
-    if answer is not None:
-        with _memo_lock:
+    with _memo_lock:
+        if answer is not None:
             _memo[key] = answer
+        else:  # each executor on a machine without Docker would otherwise pay a subprocess
+            _no_engine_until = time.monotonic() + NO_ENGINE_RETRY
     return answer
 
 

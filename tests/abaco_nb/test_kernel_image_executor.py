@@ -138,6 +138,25 @@ def test_seed_examples_with_no_image_on_the_process_runtime(served: Served) -> N
         ex.delete()
 
 
+def test_without_a_kernel_image_the_executor_uses_py3_func(served: Served, monkeypatch) -> None:
+    monkeypatch.setenv(ki.ENV_SWITCH, "0")
+    client = Client(served.url, served.token)
+    ex = AbacoExecutor(client, progress=False)
+    try:
+        assert ex.image.startswith("abaco-nb/py3-func:") and ex.image_modules is None
+        assert ex.submit(g, 1, 3).result()[0].shape == (3,)  # the service's Python has numpy here
+    finally:
+        ex.delete()
+    with pytest.raises(ki.KernelImageError, match="packages=.*needs a kernel image"):
+        AbacoExecutor(client, packages=["numpy"])
+
+
+def test_no_docker_engine_means_no_kernel_image(monkeypatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    assert ki.build(["numpy"]) is None
+    assert not ki.is_local("https://tacc.tapis.io") and ki.is_local("http://127.0.0.1:8888/abaco")
+
+
 # -- a kernel on a second CPython version ----------------------------------------------------------
 
 SECOND_KERNEL = textwrap.dedent(
