@@ -39,6 +39,7 @@ from . import failures, live
 from . import func_runner as wire
 from . import modules as needs
 from .client import Client
+from .connection import connect
 from .errors import (
     AbacoAPIError,
     AbacoConnectionError,
@@ -332,20 +333,7 @@ def _at_exit() -> None:
 
 def _default_client() -> Client:
     """The default connection: ``abaco_nb.connect()`` (env, connection file, Jupyter, or start one)."""
-    import importlib
-
-    try:
-        connect = importlib.import_module(".connection", __package__).connect
-    except (ImportError, AttributeError):  # connect() not available: the environment alone
-        url = os.environ.get("ABACO_NB_URL")
-        if url:
-            return Client(url, os.environ.get("ABACO_NB_TOKEN"))
-        raise ValueError(
-            "AbacoExecutor needs a service: pass client=abaco_nb.Client(url, token=...), or run in Jupyter "
-            "with the abaco-nb extension (which sets ABACO_NB_URL)"
-        ) from None
-    client: Client = connect()
-    return client
+    return connect()
 
 
 class AbacoExecutor(cf.Executor):
@@ -410,6 +398,7 @@ class AbacoExecutor(cf.Executor):
         self._foreign: list[str] = []
         self._watcher: threading.Thread | None = None
         self._closed = False
+        self._poll_delay = 0.2  # seconds between rounds of _poll_each (no wait route), backing off
         self.deleted = False
         self.startup_seconds = 0.0
         self.image_build: dict[str, Any] | None = None  # what the kernel image build said, if one ran
@@ -886,7 +875,7 @@ class AbacoExecutor(cf.Executor):
 
     def _poll_each(self, ids: list[str]) -> list[dict[str, Any]]:
         """Without the wait route: read each execution, backing off up to 2 s between rounds."""
-        delay = getattr(self, "_poll_delay", 0.2)
+        delay = self._poll_delay
         done: list[dict[str, Any]] = [
             dict(e) for e in (self.client.execution(self.actor_id, i) for i in ids) if _terminal(e)
         ]

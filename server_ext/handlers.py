@@ -93,7 +93,7 @@ class AbacoBaseHandler(web.RequestHandler):
         length = self.request.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > self.max_body:
             self._refused = True
-            self._send(Response(413, envelope(None, TooLarge(self.max_body).message, "error")))
+            self._send(self._too_large())
 
     def data_received(self, chunk: bytes) -> None:
         if self._refused:
@@ -101,9 +101,15 @@ class AbacoBaseHandler(web.RequestHandler):
         self._size += len(chunk)
         if self._size > self.max_body:
             self._refused = True
-            self._send(Response(413, envelope(None, TooLarge(self.max_body).message, "error")))
+            self._send(self._too_large())
             return
         self._chunks.append(chunk)
+
+    def _too_large(self) -> Response:
+        """413 before the body is read: the rest of it may still be arriving on this connection, so
+        the client is told not to send its next request on it (``Connection: close``)."""
+        body = envelope(None, TooLarge(self.max_body).message, "error")
+        return Response(413, body, headers={"Connection": "close"})
 
     def principal(self) -> Principal | None:
         raise NotImplementedError

@@ -5,7 +5,8 @@ schedule arithmetic; this module checks a registration's ``link``, ``webhook`` a
 turns image checks and finished executions into events, and runs the cron pass (a thread, every
 ``config.cron_interval`` seconds, Abaco's 50 by default). The Service calls it at four points:
 registration/PUT (``check`` then ``saved``), the end of an image check (``actor_checked``), start and
-close; finished executions arrive through the dispatcher's ``completion_listeners``.
+close; finished executions arrive through ``execution_finished``, a listener the dispatcher is built
+with. It holds the store and three narrow callables, not the Service.
 """
 
 from __future__ import annotations
@@ -14,16 +15,15 @@ import datetime as dt
 import json
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from . import cron, events
 from .delivery import EventDelivery, Failure, Outgoing
 from .errors import AbacoError
 from .ids import now
 from .models import SHUTTING_DOWN, Actor, Execution, Registration, normalise_keys
-
-if TYPE_CHECKING:
-    from .service import Service
+from .store import Store
 
 log = logging.getLogger("abaco_nb.service")
 
@@ -35,15 +35,24 @@ def utc_now() -> dt.datetime:
 class Automation:
     """Links, webhooks and cron schedules of one Service."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.store = service.store
+    def __init__(
+        self,
+        store: Store,
+        send: Callable[[str, str | None, bytes, dict[str, list[str]], str], Any],
+        find_actor: Callable[[str], str],
+        cron_interval: float,
+    ) -> None:
+        """``send``: ``Service.send`` (queue a message as a user); ``find_actor``: the id of the actor an id
+        or alias names, or AbacoError; ``cron_interval``: seconds between cron passes."""
+        self.store = store
+        self._send = send
+        self._find_actor = find_actor
+        self.cron_interval = cron_interval
         self.delivery = EventDelivery(self._send_link)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._fired: dict[str, str] = {}  # actor id -> the hour its cron message was last queued
         self._thread: threading.Thread | None = None
-        service.dispatcher.completion_listeners.append(self.execution_finished)
 
     # -- life cycle ---------------------------------------------------------------------------------
 
@@ -67,10 +76,8 @@ class Automation:
     def resolve(self, name: str) -> str | None:
         """The actor id a link names (an actor id, or an alias where the service has aliases), or None
         when there is no such actor. Resolved at each use, so a re-pointed alias moves the link too."""
-        access = getattr(self.service, "access", None)
         try:
-            actor_id = access.resolve(name) if access is not None else name
-            return self.service.get_actor(actor_id).id
+            return self._find_actor(name)
         except AbacoError:
             return None
 
@@ -128,12 +135,12 @@ class Automation:
         if target is None:
             raise AbacoError(f"the linked actor {link} no longer exists")
         body = json.dumps(event).encode()
-        self.service.send(target, "application/json", body, {}, events.EVENT_EXECUTOR)
+        self._send(target, "application/json", body, {}, events.EVENT_EXECUTOR)
 
     # -- cron ---------------------------------------------------------------------------------------
 
     def _cron_loop(self) -> None:
-        interval = max(0.05, float(self.service.config.cron_interval))
+        interval = max(0.05, float(self.cron_interval))
         while not self._stop.is_set():
             try:
                 self.cron_pass(utc_now())
@@ -164,7 +171,7 @@ class Automation:
                 continue
             self._fired[actor.id] = hour
             try:
-                execution, _ = self.service.send(
+                execution, _ = self._send(
                     actor.id, None, b"", {"message": [cron.CRON_MESSAGE]}, cron.CRON_EXECUTOR
                 )
             except AbacoError:  # gone, or in ERROR (refuses messages)

@@ -21,7 +21,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +78,8 @@ class Dispatcher:
         tokens: TokenBook,
         service_id: str,
         api_server_for_runtime: Callable[[], tuple[str, str | None]],
+        configs_for: Callable[[str], dict[str, Any]] = lambda actor_id: {},
+        listeners: Sequence[Callable[[Execution], None]] = (),
     ) -> None:
         self.store = store
         self.runtime = runtime
@@ -86,8 +88,8 @@ class Dispatcher:
         self.service_id = service_id
         # (value of _abaco_api_server inside an execution, host path of the API socket to mount)
         self._api_server_for_runtime = api_server_for_runtime
-        # {name: value} of the actor configs an actor's executions get (Service sets Configs.values_for)
-        self.configs_for: Callable[[str], dict[str, Any]] = lambda actor_id: {}
+        # {name: value} of the actor configs an actor's executions get (ActorConfigs.values_for)
+        self.configs_for = configs_for
         self._pools: dict[str, _Pool] = {}
         self._lock = threading.RLock()
         self._runs: dict[str, RunningRef] = {}  # execution id -> its container/process
@@ -104,7 +106,7 @@ class Dispatcher:
         if len(self.sock_dir) > 70:  # AF_UNIX paths are limited to 108 bytes
             self.sock_dir = tempfile.mkdtemp(prefix="abnb-")
         os.makedirs(self.sock_dir, mode=0o700, exist_ok=True)  # reached through bind mounts and links only
-        self.completion_listeners: list[Callable[[Execution], None]] = []
+        self.completion_listeners = list(listeners)  # told of every finished execution (events)
 
     # -- the state machine and its instructions ----------------------------------------------------
 
@@ -388,9 +390,7 @@ class Dispatcher:
         with self._lock:
             if self._pools.get(actor_id) is pool:
                 self._pools.pop(actor_id, None)
-        release = getattr(self.runtime, "release_actor", None)  # optional: warm containers (docker)
-        if release is not None:
-            release(actor_id)
+        self.runtime.release_actor(actor_id)  # warm containers (docker)
         if keep:
             actor = self.store.get_actor(actor_id)
             if actor is not None:

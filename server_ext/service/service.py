@@ -137,15 +137,16 @@ class Service:
         self.tokens = TokenBook(bytes.fromhex(secret))
         self.runtime = runtime or make_runtime(config)
         self.api_socket = api_socket  # host path of the server's HTTP unix socket, if it serves one
-        self.dispatcher = Dispatcher(
-            self.store, self.runtime, config, self.tokens, service_id, self._api_for_executions
-        )
-        self._preparing = ThreadPoolExecutor(max_workers=4, thread_name_prefix="image")
-        self._janitor_stop = threading.Event()
         self.access = Access(self.store)  # aliases, nonces, permissions
         self.configs = ActorConfigs(self.store)  # actor configs, injected as _actor_configs
-        self.dispatcher.configs_for = self.configs.values_for
-        self.automation = Automation(self)  # events to links and webhooks, and the cron pass
+        # events to links and webhooks, and the cron pass
+        self.automation = Automation(self.store, self.send, self._find_actor, config.cron_interval)
+        self.dispatcher = Dispatcher(
+            self.store, self.runtime, config, self.tokens, service_id, self._api_for_executions,
+            configs_for=self.configs.values_for, listeners=[self.automation.execution_finished],
+        )  # fmt: skip
+        self._preparing = ThreadPoolExecutor(max_workers=4, thread_name_prefix="image")
+        self._janitor_stop = threading.Event()
 
     # -- life cycle ---------------------------------------------------------------------------------
 
@@ -179,9 +180,7 @@ class Service:
         self.automation.close()
         self.dispatcher.shutdown()
         self._preparing.shutdown(wait=False, cancel_futures=True)
-        close_runtime = getattr(self.runtime, "close", None)  # the process runtime's zygote
-        if close_runtime is not None:
-            close_runtime()
+        self.runtime.close()  # the zygote, warm containers
         self.store.close()
         if self.config.run_dir_is_temporary:  # sockets and message files: nothing left after SIGTERM
             shutil.rmtree(self.config.run_dir, ignore_errors=True)
@@ -285,6 +284,10 @@ class Service:
         self.automation.saved(actor)
         self._preparing.submit(self._prepare, actor.id, actor.revision, False)
         return actor
+
+    def _find_actor(self, name: str) -> str:
+        """The id of the actor an id or alias names; NotFound when there is none (event links)."""
+        return self.get_actor(self.access.resolve(name)).id
 
     def get_actor(self, actor_id: str) -> Actor:
         actor = self.store.get_actor(actor_id)
@@ -440,26 +443,9 @@ class Service:
         return self.dispatcher.wait_finished(execution_ids, timeout, also)
 
     def image_versions(self, actor_id: str) -> dict[str, str] | None:
-        """Python and cloudpickle of the actor's image (ours, for the executor's pre-flight check):
-        the image labels on Docker; on the process runtime the service's own interpreter, which is what
-        runs ``abaco-nb/py3-func`` there. None when the image declares nothing."""
-        actor = self.get_actor(actor_id)
-        from . import images
-
-        if self.runtime.name in ("docker", "swarm"):
-            client = getattr(self.runtime, "client", None)
-            local_image = getattr(self.runtime, "local_image", lambda image: image)  # swarm: via its registry
-            try:
-                return images.image_versions(local_image(actor.reg.image), docker_client=client)
-            except Exception:
-                return None
-        from .runtimes.process import command_for
-
-        command = command_for(actor.reg.image)
-        if command and command[-1] == "abaco_nb.func_runner":
-            python, cloudpickle = images.kernel_versions()
-            return {"python": python, "cloudpickle": cloudpickle}
-        return None
+        """Python and cloudpickle of the actor's image (ours, for the executor's pre-flight check), as
+        its runtime reads them; None when the image declares nothing."""
+        return self.runtime.image_versions(self.get_actor(actor_id).reg.image)
 
     # -- state and workers --------------------------------------------------------------------------
 

@@ -51,7 +51,10 @@ def served(tmp_path_factory, docker_client, built_images) -> Served:
     s = start_serve(tmp_path_factory.mktemp("docker"), runtime="docker")
     yield s
     s.stop()
-    left = docker_client.containers.list(all=True, filters={"label": "abaco-nb.service"})
+    from server_ext.service.store import Store
+
+    service_id = Store(str(s.db)).get_meta("service_id")  # ours only: the daemon is shared with other runs
+    left = docker_client.containers.list(all=True, filters={"label": f"abaco-nb.service={service_id}"})
     assert not [c for c in left if c.status == "running"], "containers left running after stop"
 
 

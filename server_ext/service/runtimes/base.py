@@ -164,6 +164,16 @@ class Runtime(Protocol):
         """A RunningRef for a leftover, so the dispatcher can keep supervising it."""
         ...
 
-    # Optional, looked up with getattr: ``close()`` (the service stops: end what the runtime keeps, such
-    # as zygotes and warm containers) and ``release_actor(actor_id)`` (the actor was deleted or got a new
-    # revision: end what the runtime keeps for it).
+    def image_versions(self, image: str) -> dict[str, str] | None:
+        """The Python and cloudpickle versions the image runs (``{"python": ..., "cloudpickle": ...}``),
+        for the executor's pre-flight check; None when the image declares none or cannot be read."""
+        ...
+
+    def release_actor(self, actor_id: str) -> None:
+        """The actor was deleted or got a new revision: end what the runtime keeps for it (warm
+        containers). Nothing to do for a runtime that keeps nothing."""
+        ...
+
+    def close(self) -> None:
+        """The service stops: end what the runtime keeps (the zygote, warm containers)."""
+        ...

@@ -146,6 +146,15 @@ class DockerRuntime:
         """The actor was deleted or has a new revision: its warm containers go now, not when idle."""
         self.warm.release_actor(actor_id)
 
+    def image_versions(self, image: str) -> dict[str, str] | None:
+        """The versions the image's labels declare (``abaco-nb images build`` sets them)."""
+        from .. import images
+
+        try:
+            return images.image_versions(image, docker_client=self.client)
+        except Exception:  # an image that cannot be read declares nothing
+            return None
+
     # -----------------------------------------------------------------------------------------------------
     # Images
     # -----------------------------------------------------------------------------------------------------

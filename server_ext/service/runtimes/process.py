@@ -150,6 +150,20 @@ class ProcessRuntime:
             self.zygote.close()
         self.sandbox.close()
 
+    def release_actor(self, actor_id: str) -> None:
+        """Nothing is kept per actor: every execution is its own process."""
+
+    def image_versions(self, image: str) -> dict[str, str] | None:
+        """The executor image runs on the service's own interpreter here: its versions. Other images
+        (``local:`` commands, ``abaco-nb/test``) declare none."""
+        command = command_for(image)
+        if command and command[-1] == "abaco_nb.func_runner":
+            from .. import images
+
+            python, cloudpickle = images.kernel_versions()
+            return {"python": python, "cloudpickle": cloudpickle}
+        return None
+
     def check_image(self, image: str, pull: bool = False) -> ImageCheck:
         if command_for(image) is not None:
             if self.zygote is not None and _repo_of(image) in FUNC_REPOS:

@@ -331,6 +331,18 @@ class SwarmRuntime:
             return ImageCheck(False, f"no swarm node can pull image {ref}: {exc}")
         return ImageCheck(True)
 
+    def release_actor(self, actor_id: str) -> None:
+        """Nothing is kept per actor: each execution is its own service task."""
+
+    def image_versions(self, image: str) -> dict[str, str] | None:
+        """The versions the image's labels declare, read on the manager through its registry."""
+        from .. import images
+
+        try:
+            return images.image_versions(self.local_image(image), docker_client=self.client)
+        except Exception:  # an image that cannot be read declares nothing
+            return None
+
     def local_image(self, image: str) -> str:
         """The image's name on the manager's Docker, pulled there if missing (to read its labels)."""
         ref = self.image_ref(image)
