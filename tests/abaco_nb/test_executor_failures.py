@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -243,3 +244,30 @@ def test_plain_values(client: Client) -> None:
         assert plain.submit(f, 3).result() == 14 and plain.submit(f, 3).value() == 14
     finally:
         ex.delete()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_retries_rerun_a_call_the_service_restart_interrupted(runtime: str, tmp_path: Path) -> None:
+    port = ["--port", str(_free_port())]  # the same address after the restart, as a real deployment's
+    first = start_serve(tmp_path / "first", runtime, extra=port)
+    second = None
+    try:
+        ex = AbacoExecutor(Client(first.url, first.token), progress=False)
+        call = ex.submit(_nap, 3, retries=1)
+        interrupted = call.execution_id
+        _running(ex.client, ex.actor_id, interrupted)
+        first.kill9()  # the service dies under the running call
+        second = start_serve(tmp_path / "second", runtime, extra=port, db=first.db)
+        assert call.result(timeout=180) == [3]  # recovery ended it "Interrupted"; the retry ran it again
+        assert call.execution_id != interrupted
+        assert ex.client.execution(ex.actor_id, interrupted).status == "ERROR"
+        ex.delete()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
