@@ -141,6 +141,7 @@ class SwarmRuntime:
                 self._relay = Relay(host or swarm.get("NodeAddr") or "127.0.0.1", int(port or 0), self._token)
             self._networks[False] = self._network(service_id, internal=True)
             self._deploy_agent(service_id)
+            self._deploy_keeper(service_id, self._networks[False])
             self._ready_for = service_id
 
     def _agent_token(self) -> str:
@@ -257,6 +258,31 @@ class SwarmRuntime:
         except docker.errors.APIError as exc:
             if exc.status_code != 409:
                 raise RuntimeFailure(f"cannot deploy the swarm agent: {exc.explanation or exc}") from exc
+
+    def _deploy_keeper(self, service_id: str, network_id: str) -> None:
+        """One idle task per node on the jobs network. A node tears an overlay's sandbox down when its
+        last task on it leaves and builds it again for the next (~1.5 s per execution here); an idle
+        member keeps it up, so a job only adds its own interface. It listens on nothing."""
+        name = f"abaco-nb-keep-{_short(service_id)}"
+        if [s for s in self.api.services(filters={"name": name}) if s["Spec"]["Name"] == name]:
+            return
+        idle = "import signal, sys; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); signal.pause()"
+        task_template = {
+            "ContainerSpec": {"Image": self.agent_image, "Command": ["python3", "-c", idle],
+                              "Labels": {LABEL_SERVICE: service_id, LABEL_ROLE: "keeper"},
+                              "CapabilityDrop": ["ALL"]},
+            "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000},
+            "Networks": [{"Target": network_id}],
+            "Resources": {"Limits": {"MemoryBytes": 32 * 1024 * 1024, "NanoCPUs": 100_000_000}},
+        }  # fmt: skip
+        try:
+            self.api.create_service(task_template, name=name, labels={LABEL_SERVICE: service_id, LABEL_ROLE: "keeper"},
+                                    mode={"Global": {}}, endpoint_spec={"Mode": "dnsrr"})  # fmt: skip
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise RuntimeFailure(
+                    f"cannot deploy the jobs network keeper: {exc.explanation or exc}"
+                ) from exc
 
     # -----------------------------------------------------------------------------------------------------
     # Nodes and agents
