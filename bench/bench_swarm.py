@@ -2,7 +2,7 @@
 
 In one run, side by side on this machine:
 - per-execution overhead: message to COMPLETE of ``abaco-nb/test`` with ``SLEEP=0``, one at a time,
-  on ``abaco-nb serve --runtime docker`` (the system's engine) and ``--runtime swarm`` (a two-node
+  alternating between ``abaco-nb serve --runtime docker`` (the system's engine) and ``--runtime swarm`` (a two-node
   swarm of private daemons, tests/swarm_cluster.py, the job on either node);
 - a 200-call executor ``map`` (``abaco-nb/py3-func``, ``max_workers`` 4, chunks of 10): on docker, and
   on the swarm spread over the two nodes (how many executions each node ran is reported).
@@ -32,21 +32,29 @@ def _square(x: int) -> int:
     return x * x
 
 
-def per_execution(served: Served, runs: int) -> list[float]:
+def _actor(served: Served) -> str:
     r = served.session.post(
         served.api("/actors"), json={"image": TEST_IMAGE, "default_environment": {"SLEEP": "0"}}
     )
-    aid = wait_ready(served, r.json()["result"]["id"], timeout=180)["id"]
-    times = []
-    for i in range(runs + 1):
-        t0 = time.perf_counter()
-        eid = served.session.post(served.api(f"/actors/{aid}/messages"), data={"message": "x"}).json()[
-            "result"
-        ]
-        wait_status(served, aid, eid["execution_id"], timeout=120)
-        if i:  # the first one warms the image cache and the agent connection
-            times.append(time.perf_counter() - t0)
-    return times
+    return str(wait_ready(served, r.json()["result"]["id"], timeout=180)["id"])
+
+
+def _one(served: Served, aid: str) -> float:
+    t0 = time.perf_counter()
+    eid = served.session.post(served.api(f"/actors/{aid}/messages"), data={"message": "x"}).json()["result"]
+    wait_status(served, aid, eid["execution_id"], timeout=120)
+    return time.perf_counter() - t0
+
+
+def per_execution(docker: Served, swarm: Served, runs: int) -> tuple[list[float], list[float]]:
+    """Alternating one docker and one swarm execution, so load from elsewhere hits both alike."""
+    actors = _actor(docker), _actor(swarm)
+    _one(docker, actors[0]), _one(swarm, actors[1])  # warm-up: image caches, agent connections
+    d, s = [], []
+    for _ in range(runs):
+        d.append(_one(docker, actors[0]))
+        s.append(_one(swarm, actors[1]))
+    return d, s
 
 
 def executor_map(served: Served, calls: int) -> tuple[float, Counter[str]]:
@@ -87,18 +95,15 @@ def main() -> None:
         sys.exit(f"cannot run private daemons here: {reason}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-swarm-"))
     docker = start_serve(tmp / "docker", runtime="docker", token="bench")
-    try:
-        docker_exec = per_execution(docker, args.runs)
-        docker_map, _ = executor_map(docker, args.calls)
-    finally:
-        docker.stop()
     cluster = start_cluster([f"{TEST_IMAGE}:latest", f"{FUNC_IMAGE}:latest", expected_func_image()])
     try:
         swarm = start_swarm_serve(cluster, cluster.base / "svc")
-        swarm_exec = per_execution(swarm, args.runs)
+        docker_exec, swarm_exec = per_execution(docker, swarm, args.runs)
+        docker_map, _ = executor_map(docker, args.calls)
         swarm_map, nodes = executor_map(swarm, args.calls)
         swarm.stop()
     finally:
+        docker.stop()
         cluster.stop()
     d, s = statistics.median(docker_exec), statistics.median(swarm_exec)
     rows = [
