@@ -11,7 +11,8 @@ limits, and nothing newer is used). Per execution:
 3. create the job pinned to that node, bind-mounting the three prepared paths at the contract's paths,
    on an internal overlay network (no gateway, no egress; swarm refuses ``none``), with the actor's
    ``mem_limit``/``max_cpus`` as limits, a pids limit and dropped capabilities, no restarts,
-   ``dnsrr`` endpoints (no virtual IP: no IPVS needed);
+   ``dnsrr`` endpoints (no virtual IP: no IPVS needed); an idle global "keeper" on that network keeps
+   each node's overlay sandbox up between jobs;
 4. follow the task's status; at its end ask the agent to flush the results and to read the container's
    exit state (``OOMKilled``, times) from the node's Docker, and build ``final_state`` from both.
 
