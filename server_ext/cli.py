@@ -99,6 +99,14 @@ def _kernel_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune(args: argparse.Namespace) -> int:
+    from .service.kernel_image import prune
+
+    removed = prune(older_than_hours=args.older_than)
+    print(f"{len(removed)} kernel image(s) removed")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from abaco_nb.demo import main as demo_main
 
@@ -139,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     push.add_argument("--registry", required=True, help="HOST:PORT of the registry")
     push.set_defaults(func=_push)
+    prune_p = images_sub.add_parser("prune", help="remove kernel images (abaco-nb/kernel*) not used lately")
+    prune_p.add_argument(
+        "--older-than", type=float, default=168.0, metavar="HOURS", help="created before this (default 168)"
+    )
+    prune_p.set_defaults(func=_prune)
     demo = sub.add_parser("demo", help="register, send, logs and an executor map on an embedded service")
     demo.add_argument("--runtime", choices=["auto", "docker", "process"], default="auto")
     demo.set_defaults(func=_demo)

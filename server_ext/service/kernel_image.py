@@ -519,6 +519,50 @@ def _build_packages(
     return parent_ref, size
 
 
+def prune(
+    client: Any = None, older_than_hours: float = 168.0, log: Log = print, only: set[str] | None = None
+) -> list[str]:
+    """Remove kernel images (all three levels) created more than ``older_than_hours`` ago, except those
+    whose layers a newer kernel image builds on (its package image and base). An image a container uses
+    stays (Docker refuses, quietly). Each package set a kernel ever had leaves images behind, and
+    nothing else removes them. ``only``: consider these tags alone. Returns the tags removed."""
+    import docker
+
+    client = client or docker.from_env(timeout=120)
+    cutoff = time.time() - older_than_hours * 3600
+    old: list[tuple[list[str], list[str]]] = []
+    kept_layers: list[list[str]] = []
+    for kind in ("kernel", "kernel-packages", "kernel-base"):
+        for image in client.api.images(filters={"label": [f"{LABEL_KIND}={kind}"]}):
+            tags = [t for t in image.get("RepoTags") or [] if t.startswith("abaco-nb/kernel")]
+            if not tags:
+                continue
+            layers = list(client.api.inspect_image(image["Id"])["RootFS"].get("Layers") or [])
+            if only is not None:
+                kept = [t for t in tags if t not in only]
+                tags = [t for t in tags if t in only]
+                if kept:
+                    kept_layers.append(layers)
+                if not tags:
+                    continue
+            if int(image.get("Created") or 0) > cutoff:
+                kept_layers.append(layers)
+            else:
+                old.append((tags, layers))
+    removed = []
+    for tags, layers in old:  # top level first, so what is left below is free by then
+        if any(len(k) > len(layers) and k[: len(layers)] == layers for k in kept_layers):
+            continue  # a newer image is built on it: removing it would only cost a rebuild later
+        try:
+            for tag in tags:
+                client.api.remove_image(tag)
+            removed.extend(tags)
+            log(f"{tags[0]}: removed")
+        except docker.errors.APIError as exc:
+            log(f"{tags[0]}: kept ({exc.explanation or exc})")
+    return removed
+
+
 class _HashingWriter:
     """Writes through to a file while computing the sha256 Docker names the layer by (its diff id)."""
 

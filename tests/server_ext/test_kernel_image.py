@@ -77,3 +77,26 @@ def test_no_engine_is_a_clear_error() -> None:
 
     with pytest.raises(ImageBuildError, match="no Docker engine answers"):
         build_kernel_image(NoEngine(), ["numpy"])
+
+
+@pytest.mark.docker
+def test_prune_removes_old_kernel_images_but_not_what_a_kept_one_builds_on(docker_client) -> None:
+    from server_ext.service.kernel_image import KERNEL_PACKAGES_REPO, prune
+
+    image = build_kernel_image(docker_client, ["numpy"])
+    packages_tag = next(
+        t
+        for t in docker_client.api.images(filters={"label": ["abaco-nb.kind=kernel-packages"]})
+        for t in t["RepoTags"] or []
+        if t.startswith(KERNEL_PACKAGES_REPO)
+        and docker_client.api.inspect_image(image.ref)["RootFS"]["Layers"][:-1]
+        == docker_client.api.inspect_image(t)["RootFS"]["Layers"]
+    )
+    # the package image is "old" here, the kernel image on it is not: it stays
+    assert prune(docker_client, older_than_hours=-1, only={packages_tag}) == []
+    # a private copy of the kernel image, old: removed
+    docker_client.api.tag(image.ref, "abaco-nb/kernel", "prune-test")
+    assert prune(docker_client, older_than_hours=-1, only={"abaco-nb/kernel:prune-test"}) == [
+        "abaco-nb/kernel:prune-test"
+    ]
+    assert docker_client.api.inspect_image(image.ref)  # the original tag is untouched
