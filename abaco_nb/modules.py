@@ -90,12 +90,26 @@ def function_modules(fn: Any) -> frozenset[str]:
 def argument_modules(calls: Iterable[tuple[tuple[Any, ...], dict[str, Any]]]) -> set[str]:
     """Modules of the arguments' types (one level: ``f(array)``, not arrays inside a list)."""
     found = set()
+    seen: set[str] = set()
     for args, kwargs in calls:
         for value in (*args, *kwargs.values()):
             module = type(value).__module__
-            if module != "builtins":
-                found.add(module.split(".", 1)[0])
+            if module not in seen:
+                seen.add(module)
+                if module != "builtins" and not _by_value(module):
+                    found.add(module.split(".", 1)[0])
     return found
+
+
+def _by_value(module: str) -> bool:
+    """Whether cloudpickle sends this module's classes by value (``register_pickle_by_value``)."""
+    try:
+        from cloudpickle import cloudpickle as cp
+
+        mod = sys.modules.get(module)
+        return mod is not None and bool(cp._is_registered_pickle_by_value(mod))
+    except Exception:
+        return False
 
 
 def missing(needed: Iterable[str], available: Iterable[str]) -> list[str]:

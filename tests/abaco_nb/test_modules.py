@@ -44,6 +44,14 @@ def test_arguments_name_the_modules_of_their_types() -> None:
     assert modules.argument_modules(calls) == {"numpy", "pandas"}
 
 
+class Local:
+    """A class of this module, which travels by value (registered above)."""
+
+
+def test_arguments_of_a_module_sent_by_value_need_nothing() -> None:
+    assert modules.argument_modules([((Local(),), {})]) == set()
+
+
 def test_missing_ignores_what_every_image_has() -> None:
     assert modules.missing({"numpy", "os", "cloudpickle", "abaco_nb", "pandas"}, ["numpy"]) == ["pandas"]
 
