@@ -278,8 +278,7 @@ class AbacoApp(ExtensionApp, _ServiceTraits):
         """Jupyter's idle shutdown (``shutdown_no_activity_timeout``) must wait while work runs or waits."""
         if self.service is None:
             return False
-        store = self.service.store
-        return bool(store.queued_actor_ids() or store.executions_with_status("RUNNING"))
+        return self.service.busy()
 
     async def stop_extension(self) -> None:
         """Stop the workers cleanly (running executions end with a reason; queued ones wait for the next

@@ -501,6 +501,10 @@ class Service:
         """Every execution record, those of deleted actors included (Abaco keeps them)."""
         return self.store.all_executions()
 
+    def busy(self) -> bool:
+        """Work runs or waits: a message queued or an execution RUNNING (Jupyter's idle shutdown asks)."""
+        return bool(self.store.queued_actor_ids() or self.store.executions_with_status(RUNNING))
+
     def queued_total(self) -> int:
         """Messages waiting in all mailboxes."""
         return int(self.store.stats()["queued"])
