@@ -54,8 +54,8 @@ def served(tmp_path_factory, docker_client, built_images) -> Served:
     from server_ext.service.store import Store
 
     service_id = Store(str(s.db)).get_meta("service_id")  # ours only: the daemon is shared with other runs
-    left = docker_client.containers.list(all=True, filters={"label": f"abaco-nb.service={service_id}"})
-    assert not [c for c in left if c.status == "running"], "containers left running after stop"
+    left = docker_client.api.containers(all=True, filters={"label": f"abaco-nb.service={service_id}"})
+    assert not [c for c in left if c.get("State") == "running"], "containers left running after stop"
 
 
 def register(served: Served, **body) -> str:
@@ -149,9 +149,12 @@ def test_nonzero_exit_oom_force_quit_and_timeout(served):
     # force quit of a running container
     sleeper = register(served, image=sh, default_environment={"SLEEP": "120"})
     eid = send(served, sleeper, data={"message": "x"})
-    wait_status(served, sleeper, eid, ("RUNNING",), timeout=60)
-    time.sleep(1)
+    wait_status(served, sleeper, eid, ("RUNNING",), timeout=60)  # RUNNING from the claim, before the start
+    deadline = time.monotonic() + 30
+    while "Contents of MSG: x" not in logs(served, sleeper, eid) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert "Contents of MSG: x" in logs(served, sleeper, eid)  # partial logs while running
+    assert wait_status(served, sleeper, eid, ("RUNNING",))["status"] == "RUNNING"
     r = served.session.delete(served.api(f"/actors/{sleeper}/executions/{eid}"))
     assert r.status_code == 200
     result = wait_status(served, sleeper, eid, timeout=60)
