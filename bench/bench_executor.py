@@ -203,6 +203,18 @@ def docker_available() -> bool:
 # ---------------------------------------------------------------------------------------------------------
 
 
+_LOADS: list[float] = []
+
+
+def sample_load() -> None:
+    _LOADS.append(os.getloadavg()[0])
+
+
+def results_load() -> str:
+    """The 1-minute load average at each system's start, min-max: the machine is shared, so say so."""
+    return f"{min(_LOADS):.1f}-{max(_LOADS):.1f}" if _LOADS else "unknown"
+
+
 GOALS = (  # issue 11: (system, measure, limit in ms, what)
     ("AbacoExecutor (docker)", 100, 0.5, "Docker, N=100, per call"),
     ("AbacoExecutor (docker)", 1000, 0.1, "Docker, N=1000, per call"),
@@ -218,7 +230,8 @@ def report(results: dict[str, dict[str, Any]], repeat: int) -> str:
         "# Executor benchmark",
         "",
         f"`bench/bench_executor.py`, {time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; median of {repeat} runs "
+        f"{os.cpu_count()} CPUs (load average {results_load()} while it ran), Python "
+        f"{platform.python_version()}; median of {repeat} runs "
         f"({ROUND_TRIPS} for round trips). Trivial function (`x + 1`), so the time per task is all "
         "overhead: submit, run, gather. Two workers everywhere. Peers with their defaults and with their "
         "best settings for many tiny calls (two chunks per worker, as AbacoExecutor's automatic chunks).",
@@ -285,12 +298,15 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     results: dict[str, dict[str, Any]] = {}
+    sample_load()
     results["AbacoExecutor (process)"] = bench_abaco("process", args.repeat, args.full, args.image)
     if not args.no_docker and docker_available():
+        sample_load()
         results["AbacoExecutor (docker)"] = bench_abaco("docker", args.repeat, args.full, args.image)
-    results.update(bench_process_pool(args.repeat))
-    results.update(bench_ipyparallel(args.repeat))
-    results.update(bench_dask(args.repeat))
+    for bench in (bench_process_pool, bench_ipyparallel, bench_dask):
+        sample_load()
+        results.update(bench(args.repeat))
+    sample_load()
     text = report(results, args.repeat)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

@@ -654,11 +654,7 @@ class WarmPool:
         self.release(run.container)
 
     def release(self, container: WarmContainer) -> None:
-        container.relay.target = None
-        try:
-            self._load_binary(container, None)
-        except OSError:
-            pass
+        container.relay.target = None  # the next execution's message replaces the binary file's content
         container.last_used = self.clock()
         if not container.alive or container.retired:
             self._forget(container)
