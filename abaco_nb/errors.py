@@ -12,8 +12,10 @@
     │       └── ExecutorActorGone the executor's actor was deleted (dashboard, %abaco delete, idle clean-up)
     ├── VersionMismatchError      the image's Python or cloudpickle differ from the kernel's; nothing ran
     │                             (also a RuntimeError)
-    └── MissingModuleError        the executor's image lacks a module the call needs; the message says how
-                                  to add it (also a ModuleNotFoundError)
+    ├── MissingModuleError        the executor's image lacks a module the call needs; the message says how
+    │                             to add it (also a ModuleNotFoundError)
+    └── KernelImageError          the kernel image (``AbacoExecutor(packages=...)``) could not be built; the
+                                  message says why and what to do instead (also a RuntimeError)
 
 A remote exception that unpickles in the kernel is raised as itself (a ``ValueError`` stays a
 ``ValueError``), with a :class:`RemoteTraceback` as its ``__cause__`` carrying the remote frames; that
@@ -36,6 +38,7 @@ __all__ = [
     "ExecutorActorGone",
     "VersionMismatchError",
     "MissingModuleError",
+    "KernelImageError",
     "RemoteTraceback",
 ]
 
@@ -123,3 +126,7 @@ class VersionMismatchError(AbacoError, RuntimeError):
 
 class MissingModuleError(AbacoError, ModuleNotFoundError):
     """The executor's image lacks a module the call needs. The message says how to add it."""
+
+
+class KernelImageError(AbacoError, RuntimeError):
+    """The kernel image could not be built; the message says why and what to do instead."""

@@ -25,16 +25,14 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .errors import KernelImageError
+
 ENV_SWITCH = "ABACO_NB_KERNEL_IMAGE"
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
 _memo: dict[tuple[Any, ...], dict[str, Any]] = {}
 _memo_lock = threading.Lock()
 _no_engine_until = 0.0  # after "no Docker engine answers", do not ask again for a while
 NO_ENGINE_RETRY = 300.0
-
-
-class KernelImageError(RuntimeError):
-    """The kernel image could not be built; the message says why and what to do instead."""
 
 
 def _installed_fingerprint() -> tuple[str, ...]:

@@ -23,8 +23,11 @@ EXPORTED = [
     "RemoteError",
     "RemoteTimeoutError",
     "AbacoExecutionError",
+    "OutOfMemoryError",
+    "ExecutorActorGone",
     "VersionMismatchError",
     "MissingModuleError",
+    "KernelImageError",
     "RemoteTraceback",
     "load_ipython_extension",
     "__version__",
@@ -33,7 +36,7 @@ EXPORTED = [
 
 def test_all_is_pinned() -> None:
     assert sorted(abaco_nb.__all__) == sorted(EXPORTED)
-    assert sorted(errors.__all__) == sorted(n for n in EXPORTED if n.endswith(("Error", "Traceback")))
+    assert sorted(errors.__all__) == sorted(n for n in EXPORTED if n.endswith(("Error", "Traceback", "Gone")))
 
 
 @pytest.mark.parametrize("name", EXPORTED)
@@ -54,10 +57,15 @@ def test_the_exception_tree() -> None:
     assert issubclass(abaco_nb.RemoteTimeoutError, abaco_nb.RemoteError)
     assert issubclass(abaco_nb.RemoteTimeoutError, TimeoutError)
     assert issubclass(abaco_nb.AbacoExecutionError, abaco_nb.RemoteError)
+    assert issubclass(abaco_nb.OutOfMemoryError, abaco_nb.AbacoExecutionError)
+    assert issubclass(abaco_nb.OutOfMemoryError, MemoryError)
+    assert issubclass(abaco_nb.ExecutorActorGone, abaco_nb.AbacoExecutionError)
     assert issubclass(abaco_nb.VersionMismatchError, abaco_nb.AbacoError)
     assert issubclass(abaco_nb.VersionMismatchError, RuntimeError)
     assert issubclass(abaco_nb.MissingModuleError, abaco_nb.AbacoError)
     assert issubclass(abaco_nb.MissingModuleError, ModuleNotFoundError)
+    assert issubclass(abaco_nb.KernelImageError, abaco_nb.AbacoError)
+    assert issubclass(abaco_nb.KernelImageError, RuntimeError)
     from abaco_nb import actors, client, executor
 
     assert actors.AbacoError is abaco_nb.AbacoError  # one class on both sides of the container wall
