@@ -1,0 +1,38 @@
+"""Constants both sides of the wire must agree on, pinned pair by pair.
+
+The kernel side (``abaco_nb``) and the service (``server_ext``) cannot import each other's constants:
+the service imports nothing from ``abaco_nb`` and the in-container helpers only the standard library.
+So each side names its own copy, and this test is where a change to one must meet the other.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from abaco_nb import actors, executor, func_runner
+from abaco_nb.magics import cell_actor
+from server_ext.service import images, rest
+from server_ext.service import service as service_module
+from server_ext.service.runtimes import base, process
+
+
+@pytest.mark.parametrize(
+    ("what", "kernel_side", "service_side"),
+    [
+        ("the executor actors' hint", executor.EXECUTOR_HINT, service_module.EXECUTOR_HINT),
+        ("the result frames media type", executor.RESULT_FRAMES, rest.RESULT_FRAMES),
+        ("the executor image", executor.FUNC_IMAGE, images.FUNC_IMAGE),
+        ("the %%abaco actor image", cell_actor.CELL_IMAGE, images.FUNC_IMAGE),
+        ("the executor image on the process runtime", executor.FUNC_IMAGE, process.FUNC_REPO),
+        ("the binary message in a container", actors.BINARY_DATA_PATH, base.BINARY_DATA_PATH),
+        ("the runner's binary message", func_runner.BINARY_DATA_PATH, base.BINARY_DATA_PATH),
+        ("the results socket in a container", actors.RESULTS_SOCKET_PATH, base.RESULTS_SOCKET_PATH),
+        ("the runner's results socket", func_runner.RESULTS_SOCKET_PATH, base.RESULTS_SOCKET_PATH),
+        ("the process runtime's binary variable", actors.ENV_BINARY_DATA, base.ENV_BINARY_DATA),
+        ("the runner's binary variable", func_runner.ENV_BINARY_DATA, base.ENV_BINARY_DATA),
+        ("the process runtime's results variable", actors.ENV_RESULTS_SOCKET, base.ENV_RESULTS_SOCKET),
+        ("the runner's results variable", func_runner.ENV_RESULTS_SOCKET, base.ENV_RESULTS_SOCKET),
+    ],
+)
+def test_both_sides_name_the_same_thing(what: str, kernel_side: str, service_side: str) -> None:
+    assert kernel_side == service_side, what
