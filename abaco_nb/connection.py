@@ -3,6 +3,7 @@
 The order (DESIGN §2):
 
 1. an explicit ``url`` (and ``token``);
+   under JupyterHub, the team service the spawner's environment names (``hub_env``), as this user;
 2. ``ABACO_NB_URL`` / ``ABACO_NB_TOKEN``, which the Jupyter server extension puts into the environment
    that kernels inherit: the normal case in a notebook;
 3. the connection file (``connection.json`` under the data dir, written by ``abaco-nb serve`` and by
@@ -37,6 +38,7 @@ from typing import Any
 
 from .client import Client
 from .errors import AbacoAPIError, AbacoConnectionError
+from .hub_env import team_service
 
 ENV_URL = "ABACO_NB_URL"
 ENV_TOKEN = "ABACO_NB_TOKEN"
@@ -79,6 +81,9 @@ def connect(
         if token is None and url.rstrip("/") == os.environ.get(ENV_URL, "").rstrip("/"):
             token = os.environ.get(ENV_TOKEN)
         return _found(Client(url, token, **client_kwargs), "the url given to connect()")
+    team = team_service()  # under JupyterHub: the team's service, as this user (the Hub's token)
+    if team is not None:
+        return _found(Client(team[0], token or team[1], **client_kwargs), "the JupyterHub team service")
     env_url = os.environ.get(ENV_URL)
     if env_url:
         client = Client(env_url, token or os.environ.get(ENV_TOKEN), **client_kwargs)

@@ -29,6 +29,8 @@ from jupyter_server.utils import url_path_join
 from tornado import httpserver
 from traitlets import Bool, Dict, Enum, Float, HasTraits, Int, TraitType, Unicode, default
 
+from abaco_nb.hub_env import team_service
+
 from .jupyter_handlers import JupyterAbacoHandler
 from .proxy import Proxy, RemoteConfig
 from .service.api import Api
@@ -160,8 +162,12 @@ class AbacoApp(ExtensionApp, _ServiceTraits):
     def initialize_settings(self) -> None:
         """Start the service (or the proxy) at load, so routes answer as soon as Jupyter does."""
         try:
+            team = team_service()
             if self.remote_url:
                 self.backend = self._start_proxy()
+            elif team is not None:  # under JupyterHub with a team service: it is this user's Abaco
+                self.log.info("abaco-nb: %s forwards to the JupyterHub team service %s", self.mount, team[0])
+                self.backend = Proxy(RemoteConfig(url=team[0], token=team[1], api="v2", prefix="/actors"))
             else:
                 peer = live_peer(self.service_config().db_path)
                 self.backend = self._proxy_to_peer(peer) if peer else self._start_service()

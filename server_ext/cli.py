@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from .service.settings import from_values, settings
+from .service.settings import ServiceConfig, from_values, settings
 
 ENV_SERVE_TOKEN = "ABACO_NB_SERVE_TOKEN"
 
@@ -33,7 +33,41 @@ def _serve(args: argparse.Namespace) -> int:
     from .standalone import serve
 
     given = {s.name: getattr(args, s.name) for s in settings() if hasattr(args, s.name)}
-    serve(from_values(given), args.host, args.port, _token(args), args.connection_file)
+    config = from_values(given)
+    config.multi_user = args.users or args.hub
+    config.privileged_users = [u.strip() for u in (args.privileged_users or "").split(",") if u.strip()]
+    serve(config, args.host, args.port, _token(args), args.connection_file, hub=args.hub)
+    return 0
+
+
+def _users(args: argparse.Namespace) -> int:
+    """``abaco-nb users add|list|remove``: the admin command of the standalone multi-user mode. It
+    writes the service's database directly (a running service sees the change on the next request)."""
+    from .service.errors import AbacoError
+    from .service.store import Store
+    from .service.users_ops import Users
+
+    config = ServiceConfig(multi_user=True)
+    if args.db:
+        config.db_path = args.db
+    os.makedirs(os.path.dirname(os.path.abspath(config.db_path)), exist_ok=True)
+    store = Store(config.db_path)
+    users = Users(store, config)
+    try:
+        if args.users_command == "add":
+            token = users.add(args.name, admin=args.admin)
+            print(f"user {args.name}{' (admin)' if args.admin else ''} added; token (shown once): {token}")
+        elif args.users_command == "remove":
+            users.remove(args.name)
+            print(f"user {args.name} removed")
+        else:
+            for user in users.list():
+                print(f"{user.name}\t{'admin' if user.admin else 'user'}\t{user.source}")
+    except AbacoError as exc:
+        print(f"abaco-nb users: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
     return 0
 
 
@@ -127,7 +161,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token-file", help="read the API token from this file")
     _setting_flags(serve)
     serve.add_argument("--connection-file", help="where to write url and token (mode 0600)")
+    serve.add_argument(
+        "--users", action="store_true", help="multi-user: the users of `abaco-nb users`, Abaco's permissions"
+    )
+    serve.add_argument(
+        "--hub", action="store_true", help="run as a JupyterHub service: Hub users, Abaco's permissions"
+    )
+    serve.add_argument(
+        "--privileged-users", help="comma-separated users (besides admins) who may register privileged actors"
+    )
     serve.set_defaults(func=_serve)
+    users = sub.add_parser("users", help="users of the multi-user mode (`abaco-nb serve --users`)")
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", help="the service's SQLite database (default: under the Jupyter data dir)")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    add = users_sub.add_parser(
+        "add", parents=[db], help="create a user and print their token (stored hashed)"
+    )
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="an Abaco admin: passes every permission check")
+    users_sub.add_parser("list", parents=[db], help="list users (never their tokens)")
+    remove = users_sub.add_parser("remove", parents=[db], help="remove a user and their token")
+    remove.add_argument("name")
+    users.set_defaults(func=_users)
     images = sub.add_parser("images", help="build the executor and test images locally")
     images_sub = images.add_subparsers(dest="images_command", required=True)
     build = images_sub.add_parser("build", help="build abaco-nb/test and abaco-nb/py3-func (cached)")

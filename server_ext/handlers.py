@@ -18,6 +18,7 @@ from tornado import web
 
 from .service.api import Api
 from .service.errors import TooLarge, Unauthorized
+from .service.permissions import Caller
 from .service.rest import CORS_HEADERS, Principal, Request, Response, envelope
 from .service.service import Service
 
@@ -62,7 +63,17 @@ def standalone_principal(
     if hmac.compare_digest(sent.encode(), token.encode()):
         return Principal(username)
     scope = service.check_scoped_token(sent)
-    return Principal(username, scope) if scope is not None else None
+    if scope is not None:
+        return Principal(username, scope)
+    user = service.users.for_token(sent)  # multi-user mode: a user's own token (abaco-nb users add)
+    return user_principal(service, user.name, user.admin) if user is not None else None
+
+
+def user_principal(service: Service, name: str, admin: bool) -> Principal:
+    """A multi-user caller: admin as the users store (or the Hub) says; ``host`` (``local:`` images and
+    privileged actors) for admins and the users the deployment names (``--privileged-users``)."""
+    caller = Caller(name, admin=admin)
+    return Principal(name, admin=admin, host=service.users.may_register_privileged(caller))
 
 
 class Backend(Protocol):
@@ -114,6 +125,10 @@ class AbacoBaseHandler(web.RequestHandler):
     def principal(self) -> Principal | None:
         raise NotImplementedError
 
+    async def find_principal(self) -> Principal | None:
+        """Who is asking. Subclasses that must ask someone else (JupyterHub) override this one."""
+        return self.principal()
+
     def link_base(self) -> str:
         return f"{self.request.protocol}://{self.request.host}"
 
@@ -126,7 +141,7 @@ class AbacoBaseHandler(web.RequestHandler):
         if self.request.method == "OPTIONS":
             self._send(Response(200, envelope(None, "ok")))
             return
-        principal = self.principal()
+        principal = await self.find_principal()
         if principal is None:
             self._send(Response(401, envelope(None, Unauthorized().message, "error")))
             return
@@ -175,7 +190,8 @@ class AbacoBaseHandler(web.RequestHandler):
 
 
 class StandaloneHandler(AbacoBaseHandler):
-    """``abaco-nb serve``: the service token, or an execution's scoped token."""
+    """``abaco-nb serve``: the service token, an execution's scoped token, or in multi-user mode a
+    user's own token (``abaco-nb users add``)."""
 
     api: Api
     token: str

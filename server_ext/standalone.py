@@ -49,7 +49,14 @@ def remove_connection_file(path: str) -> None:
         pass
 
 
-def make_app(api: Api, token: str) -> web.Application:
+def make_app(api: Api, token: str, hub: bool = False) -> web.Application:
+    """The routes: every path is the API. ``hub``: under the JupyterHub service's prefix, with the
+    Hub's OAuth callback (``server_ext.hub``; jupyterhub is imported only then)."""
+    if hub:
+        from .hub import hub_routes
+
+        routes, extra = hub_routes(api, token, api.service.config.max_body_bytes)
+        return web.Application(routes, **extra)
     settings = {"api": api, "max_body": api.service.config.max_body_bytes, "token": token}
     return web.Application([(r"/.*", StandaloneHandler, settings)])
 
@@ -94,14 +101,24 @@ def short_socket_path(run_dir: str, name: str) -> str:
 
 
 def start_server(
-    config: ServiceConfig, host: str = "127.0.0.1", port: int = 0, token: str | None = None
+    config: ServiceConfig,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
+    hub: bool = False,
 ) -> Running:
-    """Start the service and its listeners on the current event loop (call from inside it)."""
+    """Start the service and its listeners on the current event loop (call from inside it). ``hub``:
+    as a JupyterHub service, at the address and prefix the Hub's environment gives (the unix socket
+    that executions call back through stays as it is)."""
     token = token or secrets.token_urlsafe(32)
+    if hub:
+        from .hub import hub_environment, listen_address
+
+        host, port = listen_address(hub_environment(), host, port)
     api_socket = api_socket_path(config)
     service = Service(config, api_socket=api_socket)
     api = Api(service)
-    tcp = http_server(make_app(api, token), config)
+    tcp = http_server(make_app(api, token, hub=hub), config)
     sockets = netutil.bind_sockets(port, address=host, family=socket.AF_INET)
     tcp.add_sockets(sockets)
     actual_port = sockets[0].getsockname()[1]
@@ -112,12 +129,17 @@ def start_server(
 
 
 def serve(
-    config: ServiceConfig, host: str, port: int, token: str | None, connection_file: str | None
+    config: ServiceConfig,
+    host: str,
+    port: int,
+    token: str | None,
+    connection_file: str | None,
+    hub: bool = False,
 ) -> None:
     """Run until SIGINT/SIGTERM; print the URL and token; keep the connection file while running."""
 
     async def main() -> None:
-        running = start_server(config, host, port, token)
+        running = start_server(config, host, port, token, hub=hub)
         info = {
             "url": running.url, "token": running.token, "pid": os.getpid(), "db": config.db_path,
             "runtime": running.service.runtime.name, "api_socket": running.api_socket,

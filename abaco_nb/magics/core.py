@@ -189,6 +189,8 @@ class AbacoMagics(Magics):
         client = self.get_client()
         env = key_values(args.env, "-e")
         fields: dict[str, Any] = {"force": True} if args.force else {}
+        if args.access_token:
+            fields["token"] = True
         existing = [] if args.new else self.named(args.name, client.actors())
         if existing:
             current = existing[-1]
@@ -202,6 +204,7 @@ class AbacoMagics(Magics):
                     str(current["id"]), args.image, stateless=not args.stateful, default_environment=env,
                     description=args.description or "", force=args.force,
                     **({"max_workers": args.max_workers} if args.max_workers is not None else {}),
+                    **({"token": True} if args.access_token else {}),
                 )  # fmt: skip
                 what = f"updated it ({', '.join(changed) or 'force'})"
             else:
@@ -244,6 +247,8 @@ class AbacoMagics(Magics):
         actor_id = self.resolve(args.actor)
         current = client.actor(actor_id)
         fields: dict[str, Any] = {"stateless": not args.stateful}
+        if args.access_token:
+            fields["token"] = True
         if args.description is not None:
             fields["description"] = args.description
         if args.env:
@@ -421,7 +426,10 @@ class AbacoMagics(Magics):
         handler = cell_actor.handler_name(cell, args.handler)
         env = cell_actor.cell_environment(cell, handler, key_values(args.env, "-e"))
         existing = [a for a in client.actors() if a.get("name") == args.name]
-        fields: dict[str, Any] = {"description": args.description or f"%%abaco actor cell ({handler})"}
+        # a token: the handler may call the abaco_nb.actors helpers (update_state, send_message, ...)
+        fields: dict[str, Any] = {
+            "description": args.description or f"%%abaco actor cell ({handler})", "token": True,
+        }  # fmt: skip
         if args.max_workers is not None:
             fields["max_workers"] = args.max_workers
         if existing:

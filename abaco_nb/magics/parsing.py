@@ -137,6 +137,10 @@ def build_parser() -> MagicParser:
     p.add_argument("--force", action="store_true", help="always pull the image before starting workers")
     p.add_argument("--no-wait", action="store_true", help="return at once instead of waiting until READY")
     p.add_argument("--new", action="store_true", help="register another actor even if one has this name")
+    p.add_argument(
+        "--access-token", action="store_true",
+        help="give executions an _abaco_access_token (Abaco's `token`), e.g. to call update_state",
+    )  # fmt: skip
 
     p = add("update", "Update an actor (a full replacement, as in Abaco: omitted fields are reset).")
     p.add_argument("actor", help="actor id or name")
@@ -146,6 +150,10 @@ def build_parser() -> MagicParser:
     p.add_argument("--stateful", action="store_true")
     p.add_argument("--max-workers", type=int)
     p.add_argument("--force", action="store_true", help="restart workers even when the image is unchanged")
+    p.add_argument(
+        "--access-token", action="store_true",
+        help="give executions an _abaco_access_token (Abaco's `token`), e.g. to call update_state",
+    )  # fmt: skip
 
     p = add("delete", "Delete an actor.")
     p.add_argument("actor", help="actor id or name")

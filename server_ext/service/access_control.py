@@ -40,6 +40,11 @@ class Access:
             )
         return alias.actor_id
 
+    def nonce_owner(self, nonce_id: str) -> str | None:
+        """Who a nonce acts as (None for an unknown nonce, which ``redeem`` then refuses)."""
+        nonce = self.store.get_nonce(nonce_id)
+        return nonce.owner if nonce is not None else None
+
     def redeem(self, nonce_id: str, identifier: str | None, level: str) -> Nonce:
         """Use ``nonce_id`` once for a request on ``identifier`` (the actor id or alias in the path; None
         for routes with neither, which no nonce opens) needing ``level``. An unknown nonce is Abaco's

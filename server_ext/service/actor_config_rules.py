@@ -52,10 +52,7 @@ class ConfigInput:
     value: Any
     is_secret: bool
     actors: list[str]
-
-    @property
-    def actors_text(self) -> str:
-        return ",".join(self.actors)
+    actors_text: str = ""  # the string as sent, which Abaco returns unchanged ("id1, id2" stays so)
 
 
 def split_actors(text: str) -> list[str]:
@@ -80,13 +77,19 @@ def check_name(value: Any) -> str:
     return name
 
 
-def parse_actors(value: Any) -> list[str]:
-    """Abaco takes a comma-separated string; a JSON list of strings is accepted too."""
+def actors_as_sent(value: Any) -> str:
+    """Abaco takes a comma-separated string and returns it as sent; a JSON list of strings is accepted
+    too (shown joined by commas)."""
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         value = ",".join(value)
     if not isinstance(value, str):
         raise AbacoError("Invalid actors: expected a comma-separated string of actor ids or aliases.")
-    actors = split_actors(value)
+    return value
+
+
+def parse_actors(value: Any) -> list[str]:
+    """The actor ids or aliases a config's ``actors`` names, in order, without duplicates."""
+    actors = split_actors(actors_as_sent(value))
     if not actors:
         raise AbacoError("Invalid actors: list at least one actor id or alias.")
     return actors
@@ -109,7 +112,8 @@ def parse_config(body: dict[str, Any], *, name: str | None = None) -> ConfigInpu
     is_secret = parse_bool(data["is_secret"], "is_secret")
     if "actors" not in data:
         raise AbacoError("Invalid actors: required, a comma-separated string of actor ids or aliases.")
-    return ConfigInput(config_name, data["value"], is_secret, parse_actors(data["actors"]))
+    actors = parse_actors(data["actors"])
+    return ConfigInput(config_name, data["value"], is_secret, actors, actors_as_sent(data["actors"]))
 
 
 def applies_to(config: ActorConfig, actor_id: str, aliases: list[str]) -> bool:

@@ -8,7 +8,8 @@ place of an actor id on the ``/actors/{actor_id}/...`` routes is resolved before
 
 from __future__ import annotations
 
-from .access_rules import Alias, Nonce
+from . import guard
+from .access_rules import Alias, Nonce, alias_target
 from .rest import Call, Response, Route
 from .service import Service
 
@@ -29,12 +30,16 @@ def _nonce_view(call: Call, nonce: Nonce) -> dict[str, object]:
 
 
 def list_aliases(service: Service, call: Call) -> Response:
-    aliases = [a.display(call.server) for a in service.access.list_aliases()]
+    every = service.access.list_aliases()
+    readable = guard.readable(service, call.caller, "alias", {a.alias: a.owner for a in every})
+    aliases = [a.display(call.server) for a in every if readable is None or a.alias in readable]
     return call.ok(aliases, "Aliases retrieved successfully.")
 
 
 def create_alias(service: Service, call: Call) -> Response:
-    alias = service.access.create_alias(call.body(allow_empty=False), call.user)
+    body = call.body(allow_empty=False)
+    guard.require_actor(service, call.caller, service.access.resolve(alias_target(body)))  # UPDATE on it
+    alias = service.access.create_alias(body, call.user)
     return call.ok(alias.display(call.server), "Actor alias created successfully.")
 
 
@@ -44,7 +49,9 @@ def get_alias(service: Service, call: Call) -> Response:
 
 
 def update_alias(service: Service, call: Call) -> Response:
-    alias = service.access.update_alias(call.params["alias"], call.body(allow_empty=False))
+    body = call.body(allow_empty=False)
+    guard.require_actor(service, call.caller, service.access.resolve(alias_target(body)))  # the new actor
+    alias = service.access.update_alias(call.params["alias"], body)
     return call.ok(alias.display(call.server), "Alias updated successfully.")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import guard
 from .actor_config_rules import ActorConfig
 from .rest import Call, Response, Route, recase
 from .service import Service
@@ -25,7 +26,9 @@ def _view(call: Call, config: ActorConfig) -> dict[str, Any]:
 
 
 def list_configs(service: Service, call: Call) -> Response:
-    result = [_view(call, c) for c in service.configs.list()]
+    every = service.configs.list()
+    readable = guard.readable(service, call.caller, "config", {c.name: c.owner for c in every})
+    result = [_view(call, c) for c in every if readable is None or c.name in readable]
     return call.ok(result, "Configs retrieved successfully.", recased=False)
 
 

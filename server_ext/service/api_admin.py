@@ -9,7 +9,7 @@ and ``_require_admin`` says so again where the rule belongs.
 
 from __future__ import annotations
 
-from . import admin
+from . import admin, guard
 from .errors import AbacoError
 from .rest import Call, Request, Response, Route
 from .service import Service
@@ -19,12 +19,22 @@ def _require_admin(request: Request) -> None:
     principal = request.principal
     if principal is None or principal.scope is not None or principal.nonce is not None:
         raise AbacoError("Not authorized -- this route is for admins; send the service token.")
+    if not principal.admin:
+        raise AbacoError("Not authorized -- this route is for admins.")
 
 
 def utilization(service: Service, call: Call) -> Response:
-    """Always camelCase, as in Abaco (not re-cased by ``?case=``)."""
-    _require_admin(call.request)
-    result = admin.utilization(service.list_actors(), service.all_workers(), service.queued_total())
+    """Always camelCase, as in Abaco (not re-cased by ``?case=``). Any user may ask (as in Abaco); a
+    non-admin's counts cover only the actors they may read."""
+    if call.principal.limited:
+        raise AbacoError("Not authorized -- this route is for users; send your token.")
+    readable = guard.readable_actor_ids(service, call.caller)
+    if readable is None:
+        result = admin.utilization(service.list_actors(), service.all_workers(), service.queued_total())
+    else:
+        actors = [a for a in service.list_actors() if a.id in readable]
+        workers = [w for w in service.all_workers() if w.actor_id in readable]
+        result = admin.utilization(actors, workers, sum(service.queue_length(a.id) for a in actors))
     return call.ok(result, "Utilization retrieved successfully.", recased=False)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import search
+from . import guard, search
 from .errors import NotFound
 from .rest import Call, Handler, Response, Route
 from .service import Service
@@ -21,20 +21,26 @@ def _records(
 ) -> list[Any]:
     if kind == "actors":
         return [a.display(server) for a in service.list_actors()]
-    if kind == "executions":
+    live = {a.id for a in service.list_actors()}  # an execution (and its logs) goes with its actor
+    if kind == "executions":  # Abaco's execution records carry no api_server
         executions = service.list_executions(actor_id) if actor_id else service.all_executions()
-        return [e.display(server) for e in executions]
-    if kind == "workers":
+        return [_without(e.display(server), "api_server") for e in executions if e.actor_id in live]
+    if kind == "workers":  # Abaco's worker records carry no tenant
         location = f"{service.runtime.name}://local"
         workers = service.list_workers(actor_id) if actor_id else service.all_workers()
-        return [w.display(location) for w in workers]
+        return [_without(w.display(location), "tenant") for w in workers]
     records = []
     for eid, aid, text in service.log_records(actor_id):
-        if execution_id is None or eid == execution_id:
+        if aid in live and (execution_id is None or eid == execution_id):
             base = f"{server}/actors/{aid}/executions/{eid}"
             records.append({"_links": {"self": f"{base}/logs", "execution": base}, "id": eid, "execution_id": eid,
                             "actor_id": aid, "logs": text})  # fmt: skip
     return records
+
+
+def _without(record: dict[str, Any], key: str) -> dict[str, Any]:
+    record.pop(key, None)
+    return record
 
 
 def _answer(
@@ -43,7 +49,12 @@ def _answer(
     query = search.parse_query(call.request.query)
     if actor_id is not None:
         service.get_actor(actor_id)
-    result = search.run(_records(service, call.server, kind, actor_id, execution_id), query)
+    records = _records(service, call.server, kind, actor_id, execution_id)
+    readable = guard.readable_actor_ids(service, call.caller)
+    if readable is not None:  # only what the caller may read (Abaco joins the permissions store)
+        key = "id" if kind == "actors" else "actor_id"
+        records = [r for r in records if r.get(key) in readable]
+    result = search.run(records, query)
     return call.ok(result, "Search completed successfully.")
 
 

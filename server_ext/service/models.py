@@ -87,7 +87,7 @@ class Registration:
     privileged: bool = False
     use_container_uid: bool = False
     run_as_executor: bool = False
-    token: bool = True
+    token: bool = False  # Abaco's default; a deployment may change it (ServiceConfig.default_token)
     max_workers: int | None = None
     mem_limit: str | None = None
     max_cpus: int | None = None
@@ -117,8 +117,11 @@ def normalise_keys(body: dict[str, Any]) -> dict[str, Any]:
     return {to_snake(k) if not k.startswith("_") else k: v for k, v in body.items()}
 
 
-def parse_registration(body: Any, *, is_update: bool = False, queues: bool = False) -> Registration:
-    """Validate a registration body; every refusal is a 400 that names the field."""
+def parse_registration(
+    body: Any, *, is_update: bool = False, queues: bool = False, default_token: bool = False
+) -> Registration:
+    """Validate a registration body; every refusal is a 400 that names the field. ``default_token``:
+    what an actor sent without ``token`` gets (the deployment's setting; Abaco's default is false)."""
     if not isinstance(body, dict):
         raise AbacoError("Invalid actor description: the body must be a JSON object or a form.")
     data = normalise_keys(body)
@@ -128,7 +131,7 @@ def parse_registration(body: Any, *, is_update: bool = False, queues: bool = Fal
     image = data.get("image")
     if image is None or (isinstance(image, str) and not image.strip()):
         raise AbacoError("Invalid actor description: image is required (the Docker image to run).")
-    reg = Registration(image=parse_str(image, "image").strip())
+    reg = Registration(image=parse_str(image, "image").strip(), token=default_token)
     if data.get("name") is not None:
         reg.name = parse_str(data["name"], "name")
     if data.get("description") is not None:
@@ -300,6 +303,15 @@ class Worker:
     create_time: float
     last_execution_time: float | None = None
     current_execution: str | None = None
+    cid: str = ""  # a runtime's long-lived container for this worker, when it has one
+
+    @property
+    def container_id(self) -> str:
+        """Abaco's ``cid`` (its worker's container) is never empty. A runtime that keeps a container per
+        worker records it in ``cid``; otherwise each execution gets its own container or process and
+        the worker is a slot of the service, so ``cid`` is the slot's stable name, ``abaco-nb-<id>``
+        (each execution's container carries the worker id in a label, so ``cid`` finds them)."""
+        return self.cid or f"abaco-nb-{self.id}"
 
     def display(self, location: str) -> dict[str, Any]:
         return {
@@ -308,7 +320,7 @@ class Worker:
             "status": self.status,
             "image": self.image,
             "location": location,
-            "cid": self.current_execution or "",
+            "cid": self.container_id,
             "ch_name": f"worker_{self.id}",
             "tenant": "local",
             "host_id": "0",

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 
 from .errors import AbacoError
 from .models import to_camel
+from .permissions import Caller
 from .tokens import Scope
 
 VERSION = "abaco-nb-0.1.0"
@@ -47,6 +48,7 @@ class Principal:
     scope: Scope | None = None
     nonce: str | None = None
     host: bool = True  # the service token (or Jupyter's own user): may set ``local:`` and privileged
+    admin: bool = True  # single-user modes: the one user is an admin (Abaco's access_control=none)
 
     @property
     def limited(self) -> bool:
@@ -156,6 +158,11 @@ class Call:
     def principal(self) -> Principal:
         assert self.request.principal is not None  # Api refuses a request without one first
         return self.request.principal
+
+    @property
+    def caller(self) -> Caller:
+        """The permission model's view of the caller: their name and whether they are an admin."""
+        return Caller(self.principal.user, admin=self.principal.admin)
 
     @property
     def server(self) -> str:

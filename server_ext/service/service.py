@@ -19,8 +19,10 @@ from . import engine, lifecycle, private_files, privilege
 from .access_control import Access
 from .actor_configs import ActorConfigs
 from .automation import Automation
+from .cron import CRON_EXECUTOR
 from .dispatcher import Dispatcher
 from .errors import AbacoError, NotFound, StoreUnavailable
+from .events import EVENT_EXECUTOR
 from .ids import new_id, now
 from .lifecycle import Stop
 from .models import (
@@ -41,10 +43,12 @@ from .runtimes.base import API_SOCKET_PATH, ImageCheck, Runtime, RuntimeUnreacha
 from .settings import ServiceConfig
 from .store import Store
 from .tokens import Scope, TokenBook
+from .users_ops import Users
 
 log = logging.getLogger("abaco_nb.service")
 LOW_DISK_BYTES = 1 << 20  # below this free on the database's disk, the start says it is full
 EXECUTOR_HINT = "abaco_nb_executor"  # actors an AbacoExecutor registers; removed when idle
+SYSTEM_SENDERS = frozenset({CRON_EXECUTOR, EVENT_EXECUTOR})  # who sends cron and link-event messages
 
 
 def make_runtime(config: ServiceConfig) -> Runtime:
@@ -147,6 +151,7 @@ class Service:
         )  # fmt: skip
         self._preparing = ThreadPoolExecutor(max_workers=4, thread_name_prefix="image")
         self._janitor_stop = threading.Event()
+        self.users = Users(self.store, config)  # who is who in a multi-user service
 
     # -- life cycle ---------------------------------------------------------------------------------
 
@@ -195,6 +200,7 @@ class Service:
                 t = now()
                 self.store.purge_expired_logs(t)
                 self.store.purge_results_before(t - self.config.results_ttl)
+                self.store.purge_orphan_executions()
                 self.remove_idle_executors(t)
             except Exception:
                 log.exception("janitor pass failed")
@@ -273,7 +279,9 @@ class Service:
 
     def register(self, body: Any, owner: str, *, host_caller: bool = True) -> Actor:
         """``host_caller``: the service token, the only caller that may set ``local:``/privileged."""
-        reg = parse_registration(body, queues=self.runtime.name == "swarm")
+        reg = parse_registration(
+            body, queues=self.runtime.name == "swarm", default_token=self.config.default_token
+        )
         privilege.check_host_fields(
             reg, host_caller=host_caller, allow_privileged=self.config.allow_privileged
         )
@@ -307,7 +315,9 @@ class Service:
             raw_force = body.get("force")
             if raw_force is not None:
                 force = parse_bool(raw_force, "force")
-        reg = parse_registration(body, is_update=True, queues=self.runtime.name == "swarm")
+        reg = parse_registration(
+            body, is_update=True, queues=self.runtime.name == "swarm", default_token=self.config.default_token
+        )
         if limited:  # a nonce keeps what runs and its limits as they are
             reg = privilege.keep_protected(actor.reg, reg, body)
         elif reg.image != actor.reg.image or reg.privileged != actor.reg.privileged:
@@ -519,6 +529,16 @@ class Service:
         return result, "" if result is not None else self.store.get_logs(execution.id, 0)
 
     # -- scoped tokens ------------------------------------------------------------------------------
+
+    def execution_user(self, scope: Scope) -> str:
+        """Whom an execution's token acts for: the user who sent its message. A cron or event message
+        (sender ``cron`` or ``Abaco Event``) acts for the actor's owner."""
+        execution = self.store.get_execution(scope.execution_id)
+        actor = self.store.get_actor(scope.actor_id)
+        owner = actor.owner if actor is not None else self.config.username
+        if execution is None or execution.executor in SYSTEM_SENDERS:
+            return owner
+        return execution.executor
 
     def check_scoped_token(self, token: str) -> Scope | None:
         """An execution's token is good while it is unexpired and its execution is still running."""

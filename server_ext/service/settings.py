@@ -140,8 +140,16 @@ class ServiceConfig:
     )
     execution_uid_base: int = setting(1_900_000_000, "First uid of the range executions run as.")
     execution_uid_count: int = setting(65536, "How many uids the range has (one per running execution).")
+    default_token: bool = setting(
+        False,
+        "Actors registered without `token` get an _abaco_access_token (Abaco's default: they do not).",
+    )
     username: str = field(default_factory=_user)  # who owns what the service token does; not a setting
     run_dir_is_temporary: bool = False  # set when resolved_run_dir() made one: the Service removes it
+    # Many users (README "Many users / JupyterHub"): `abaco-nb serve --users` or `--hub` only, never a
+    # personal Jupyter server, so not settings. Off: one user, an admin, as before.
+    multi_user: bool = False  # users from `abaco-nb users add`, or JupyterHub's; Abaco's permissions
+    privileged_users: list[str] = field(default_factory=list)  # may register privileged actors (and admins)
 
     def resolved_run_dir(self) -> str:
         """The run directory. None configured: a fresh private one (``abaco-nb-run-*`` in the temp dir,

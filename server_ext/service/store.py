@@ -35,6 +35,7 @@ from .access_rules import Alias, Nonce
 from .actor_config_rules import ActorConfig
 from .errors import StoreUnavailable
 from .models import Actor, Execution, Registration, Worker
+from .users import User
 
 log = logging.getLogger("abaco_nb.service")
 BUSY_TIMEOUT = 2.0  # seconds a write waits for another process's lock before StoreUnavailable
@@ -77,6 +78,10 @@ CREATE TABLE IF NOT EXISTS permissions (
 );
 CREATE TABLE IF NOT EXISTS actor_configs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE NOT NULL, data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY, admin INTEGER NOT NULL, token_hash TEXT UNIQUE, source TEXT NOT NULL,
+    create_time REAL NOT NULL
 );
 """
 
@@ -281,7 +286,8 @@ class Store:
             return cur.rowcount == 1
 
     def delete_actor(self, actor_id: str) -> list[str]:
-        """Remove the actor, its mailbox, workers, logs and results; keep execution records (as Abaco).
+        """Remove the actor, its mailbox, workers, logs, results and finished executions (Abaco keeps
+        the records, yet its searches no longer show them: here they go with the actor).
         Returns the ids of executions that were still queued (they end ERROR: their actor is gone)."""
         with self._tx() as db:
             queued = [
@@ -298,6 +304,15 @@ class Store:
                 (actor_id,),
             )
             db.execute("DELETE FROM actors WHERE id=?", (actor_id,))
+            # its finished executions go with it (running ones when they finish: purge_orphans)
+            db.execute(
+                "DELETE FROM results WHERE execution_id IN "
+                "(SELECT id FROM executions WHERE actor_id=? AND status IN ('COMPLETE', 'ERROR'))",
+                (actor_id,),
+            )
+            db.execute(
+                "DELETE FROM executions WHERE actor_id=? AND status IN ('COMPLETE', 'ERROR')", (actor_id,)
+            )
             # its nonces and permissions go too; aliases stay, pointing at nothing (as Abaco)
             db.execute("DELETE FROM nonces WHERE actor_id=? AND alias IS NULL", (actor_id,))
             db.execute("DELETE FROM permissions WHERE kind='actor' AND target=?", (actor_id,))
@@ -707,3 +722,62 @@ class Store:
             gone = db.execute("DELETE FROM actor_configs WHERE name=?", (name,)).rowcount == 1
             db.execute("DELETE FROM permissions WHERE kind='config' AND target=?", (name,))
         return gone
+
+    # -- users of a multi-user service (users.py decides; these only store) ------------------------
+
+    def put_user(self, user: User) -> None:
+        """Add or replace a user (a Hub user is re-recorded when their admin flag changes)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO users (name, admin, token_hash, source, create_time) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (user.name, int(user.admin), user.token_hash, user.source, user.create_time),
+            )
+
+    def get_user(self, name: str) -> User | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name, admin, token_hash, source, create_time FROM users WHERE name=?", (name,)
+            ).fetchone()
+        return User(row[0], bool(row[1]), row[2], row[3], row[4]) if row else None
+
+    def user_for_token_hash(self, token_hash: str) -> User | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name, admin, token_hash, source, create_time FROM users WHERE token_hash=?",
+                (token_hash,),
+            ).fetchone()
+        return User(row[0], bool(row[1]), row[2], row[3], row[4]) if row else None
+
+    def list_users(self) -> list[User]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, admin, token_hash, source, create_time FROM users ORDER BY create_time, name"
+            ).fetchall()
+        return [User(r[0], bool(r[1]), r[2], r[3], r[4]) for r in rows]
+
+    def delete_user(self, name: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM users WHERE name=?", (name,)).rowcount == 1
+
+    def all_permissions(self, kind: str) -> dict[str, dict[str, str]]:
+        """Every grant on objects of one kind, ``{target: {user: level}}``: one read to filter a list."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT target, user, level FROM permissions WHERE kind=? ORDER BY rowid", (kind,)
+            ).fetchall()
+        grants: dict[str, dict[str, str]] = {}
+        for target, user, level in rows:
+            grants.setdefault(target, {})[user] = level
+        return grants
+
+    def purge_orphan_executions(self) -> int:
+        """Finished executions (and their logs and results) whose actor was deleted while they ran."""
+        orphans = (
+            "SELECT id FROM executions WHERE status IN ('COMPLETE', 'ERROR') "
+            "AND actor_id NOT IN (SELECT id FROM actors)"
+        )
+        with self._tx() as db:
+            db.execute(f"DELETE FROM logs WHERE execution_id IN ({orphans})")
+            db.execute(f"DELETE FROM results WHERE execution_id IN ({orphans})")
+            return db.execute(f"DELETE FROM executions WHERE id IN ({orphans})").rowcount

@@ -52,7 +52,9 @@ def every_route(actor_id: str, execution_id: str, worker_id: str) -> list[tuple[
 @pytest.fixture(scope="module")
 def finished(abaco_serve: Served) -> dict[str, str]:
     """An actor with one finished execution and a worker: real ids for every route."""
-    actor = abaco_serve.register({"image": "abaco-nb/test", "default_environment": {"SLEEP": "0"}})
+    actor = abaco_serve.register(
+        {"image": "abaco-nb/test", "default_environment": {"SLEEP": "0"}, "token": True}
+    )
     sent = abaco_serve.request("POST", f"/actors/{actor['id']}/messages", json={"message": "hi"})
     execution_id = sent.json()["result"]["execution_id"]
     abaco_serve.wait_execution(actor["id"], execution_id)
@@ -129,7 +131,7 @@ def live_token(served: Served, actor_id: str, execution_id: str) -> str:
 def test_execution_token_is_scoped_to_its_actor_and_its_run(
     abaco_serve: Served, finished: dict[str, str]
 ) -> None:
-    actor = abaco_serve.register({"image": TOKEN_PRINTER, "stateless": False})
+    actor = abaco_serve.register({"image": TOKEN_PRINTER, "stateless": False, "token": True})
     aid, other = actor["id"], finished["actor_id"]
     eid = abaco_serve.request("POST", f"/actors/{aid}/messages", json={"message": "go"}).json()["result"][
         "execution_id"

@@ -102,7 +102,7 @@ def test_seed_walkthrough(served):
 def test_accumulator_state_and_order(served, docker_client):
     image = build_reactor(docker_client, "abaco-nb-test/accumulator:latest", {"reactor.py": ACCUMULATOR},
                           '["python3", "/reactor.py"]')  # fmt: skip
-    aid = register(served, image=image, stateless=False)
+    aid = register(served, image=image, stateless=False, token=True)
     assert served.session.post(served.api(f"/actors/{aid}/state"), data=b"not json").status_code == 400
     served.session.post(served.api(f"/actors/{aid}/state"), json=0).raise_for_status()  # falsy is fine here
     eids = [send(served, aid, json={"count": n}) for n in (10, 20, 30)]

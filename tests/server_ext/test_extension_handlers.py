@@ -103,8 +103,8 @@ def test_service_token_in_environment_is_accepted_both_ways(
     assert os.environ[ENV_URL] == f"http://127.0.0.1:{jp_http_port}{jp_base_url}abaco"
     for headers in ({"Authorization": f"Bearer {token}"}, {"Authorization": "", "X-Tapis-Token": token}):
         response = fetch("abaco", "actors", method="POST", headers=headers, body=b"")
-        assert response.code == 400  # authenticated, and the empty body is named
-        assert "body" in body(response)["message"]
+        assert response.code == 400  # authenticated, and the missing image is named (as Abaco does)
+        assert "image" in body(response)["message"]
 
 
 def test_cookie_calls_need_xsrf_for_writes(fetch: Any) -> None:

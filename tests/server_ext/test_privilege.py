@@ -82,7 +82,7 @@ def test_an_update_nonce_cannot_mint_nonces_or_grant(abaco_serve: Served, actor:
         {"image": "local:/bin/sh -c id"},
         {"image": "abaco-nb/test"},
         {"privileged": True},
-        {"token": False},
+        {"token": True},
         {"max_workers": 6},
         {"mem_limit": "64g"},
         {"max_cpus": 64},
@@ -137,7 +137,7 @@ def test_nonce_ids_are_random_and_long(abaco_serve: Served, actor: dict[str, Any
 
 
 def test_an_execution_token_cannot_reach_nonces_or_permissions(abaco_serve: Served) -> None:
-    actor = abaco_serve.register({"image": TOKEN_PRINTER})
+    actor = abaco_serve.register({"image": TOKEN_PRINTER, "token": True})
     aid = actor["id"]
     eid = ok(abaco_serve.request("POST", f"/actors/{aid}/messages", json={"message": "go"}))["execution_id"]
     deadline, token = time.monotonic() + 30, None

@@ -104,7 +104,7 @@ def test_stateful_fifo_and_state_from_inside(served):
         "import time, abaco_nb.actors as a; c = a.get_context(); s = c['state'] or {}; "
         "s['seen'] = s.get('seen', []) + [c['raw_message']]; a.update_state(s); print('ran', c['raw_message'])"
     )
-    actor = register(served, image=local(code), stateless=False)
+    actor = register(served, image=local(code), stateless=False, token=True)
     aid = actor["id"]
     r = served.session.post(served.api(f"/actors/{aid}/state"), json={"seen": []})
     assert r.status_code == 200

@@ -13,7 +13,7 @@ from _agave import client, emit, error_of, plain, wait_complete, wait_ready
 image = sys.argv[1]
 ag = client()
 out: dict = {}
-aid = ag.actors.add(body={"image": image, "name": "agave-state", "stateless": False})["id"]
+aid = ag.actors.add(body={"image": image, "name": "agave-state", "stateless": False, "token": True})["id"]
 wait_ready(ag, aid)
 out["initial"] = plain(ag.actors.getState(actorId=aid))
 out["updated"] = plain(ag.actors.updateState(actorId=aid, body={"count": 2}))

@@ -55,7 +55,7 @@ out["messages"] = plain(t.actors.get_messages(actor_id=aid))
 out["workers"] = plain(t.actors.list_workers(actor_id=aid))
 out["unknown_actor"] = error_of(lambda: t.actors.get_actor(actor_id="NOPE"))
 
-stateful = t.actors.create_actor(image=stateful_image, stateless=False)
+stateful = t.actors.create_actor(image=stateful_image, stateless=False, token=True)
 sid = stateful.id
 wait_ready(t, sid)
 out["state_initial"] = plain(t.actors.get_state(actor_id=sid))

@@ -19,8 +19,8 @@ def test_parse_config_accepts_both_spellings_and_splits_actors() -> None:
     parsed = actor_config_rules.parse_config(
         {"name": "c", "value": [1], "isSecret": "yes", "actors": " a, b,,a "}
     )
-    assert parsed == actor_config_rules.ConfigInput("c", [1], True, ["a", "b"])
-    assert parsed.actors_text == "a,b"
+    assert parsed == actor_config_rules.ConfigInput("c", [1], True, ["a", "b"], " a, b,,a ")
+    assert parsed.actors_text == " a, b,,a "  # returned as sent, as Abaco does
     assert (
         actor_config_rules.parse_config({"value": None, "is_secret": 0, "actors": ["x"]}, name="c").name
         == "c"
