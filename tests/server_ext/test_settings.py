@@ -22,7 +22,13 @@ def _serve_flags() -> dict[str, argparse.Action]:
 def test_every_setting_is_a_field_a_trait_and_a_flag() -> None:
     names = [s.name for s in settings()]
     assert {"cron_interval", "executor_idle_seconds", "sync_timeout", "allow_privileged"} <= set(names)
-    assert set(names) == {f.name for f in fields(ServiceConfig)} - {"username", "run_dir_is_temporary"}
+    not_settings = {
+        "username",
+        "run_dir_is_temporary",
+        "multi_user",
+        "privileged_users",
+    }  # serve --users/--hub
+    assert set(names) == {f.name for f in fields(ServiceConfig)} - not_settings
     traits = AbacoApp.class_traits(config=True)
     flags = _serve_flags()
     defaults = ServiceConfig()
