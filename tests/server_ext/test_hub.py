@@ -5,7 +5,8 @@
 - bob's kernel, started by the Hub's spawner with the Hub's environment: ``connect()`` finds the team
   service, the magics see what alice shared, ``AbacoExecutor`` runs as bob;
 - the browser sign-in through the Hub's OAuth, in headless chromium (tests/browser's setup);
-- a token the Hub does not know, and one without the service's scope, are refused.
+- a token the Hub does not know is refused;
+- agavepy 0.9.5 and tapipy as two different Hub users (their venvs in .clients, drivers in tests/clients/).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import requests
@@ -137,3 +140,31 @@ def test_dashboard_signs_in_through_the_hub(hub: Hub, tmp_path: Path) -> None:
             assert status == 200 and created["result"]["owner"] == "bob", created
         finally:
             browser.close()
+
+
+@pytest.mark.hub
+@pytest.mark.clients
+def test_agavepy_and_tapipy_as_two_hub_users(hub: Hub) -> None:
+    """The real clients, each as its own Hub user: alice (agavepy 0.9.5) registers and shares with bob;
+    bob (tapipy) sees it, runs it as bob, and is refused UPDATE on it and alice's private actor."""
+    from tests.clients.conftest import client_python, run_driver
+
+    client_python("agavepy")
+    client_python("tapipy")
+    alice = user(hub, "alice")
+    private = alice.ok("POST", "/actors", json={"image": IMAGE, "name": "alice-private"})["id"]
+    bob_private = user(hub, "bob").ok("POST", "/actors", json={"image": IMAGE, "name": "bob-private"})["id"]
+
+    def served(name: str) -> Any:
+        return SimpleNamespace(url=hub.service, token=hub.tokens[name])
+
+    agave = run_driver("agavepy", "agave_team.py", served("alice"), IMAGE, "bob", bob_private)
+    shared = agave["actor"]["id"]
+    assert agave["actor"]["owner"] == "alice" and agave["actor"]["status"] == "READY", agave
+    assert agave["permissions"] == {"alice": "UPDATE", "bob": "EXECUTE"}, agave
+    assert bob_private not in agave["listed"] and agave["others"]["status"] == 400, agave
+
+    tapipy = run_driver("tapipy", "tapipy_team.py", served("bob"), shared, private)
+    assert shared in tapipy["listed"] and private not in tapipy["listed"], tapipy
+    assert tapipy["execution"]["executor"] == "bob" and tapipy["execution"]["status"] == "COMPLETE", tapipy
+    assert tapipy["delete_shared"]["status"] == 400 and tapipy["get_others"]["status"] == 400, tapipy
