@@ -719,6 +719,8 @@ class Dispatcher:
             collector = self._collector(execution.id)
         except OSError:
             collector = None
+        if collector is not None:  # the run directory is new at every start: say where we listen now
+            self.runtime.reattached(running, collector.path, self._api_server_for_runtime()[1])
         self._supervise(actor, execution.id, running, collector)
 
     # -- completion ---------------------------------------------------------------------------------

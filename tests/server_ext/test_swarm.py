@@ -254,6 +254,15 @@ SURVIVOR = (
 )
 
 
+def _stored_results(served: Served, eid: str) -> int:
+    """Results the service has stored (read from its database, so nothing is consumed): a datagram still
+    queued in a killed service's socket was never acknowledged, on any runtime."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{served.db}?mode=ro", uri=True, timeout=5) as db:
+        return int(db.execute("SELECT count(*) FROM results WHERE execution_id=?", (eid,)).fetchone()[0])
+
+
 def test_kill9_of_the_service_mid_run(cluster):
     image = pushed_reactor(cluster, "survivor", {"s.py": SURVIVOR}, '["python3", "/s.py"]')
     # a second service on this swarm: its own agents need their own port on the nodes
@@ -263,10 +272,10 @@ def test_kill9_of_the_service_mid_run(cluster):
     running = send(first, aid, data={"message": "survivor"})
     queued = send(first, aid, data={"message": "next"})
     deadline = time.monotonic() + 60
-    while "survivor running" not in logs(first, aid, running):
+    while "survivor running" not in logs(first, aid, running) or not _stored_results(first, running):
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    first.kill9()
+    first.kill9()  # "before" is stored; "after" will be sent while no service runs, or after the restart
     second = start_swarm_serve(cluster, cluster.base / "svc-kill9", db=first.db, extra=port)
     try:
         survivor = wait_status(second, aid, running, timeout=120)

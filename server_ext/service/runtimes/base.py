@@ -174,6 +174,12 @@ class Runtime(Protocol):
         containers). Nothing to do for a runtime that keeps nothing."""
         ...
 
+    def reattached(self, run: RunningRef, results_socket: str, api_socket: str | None) -> None:
+        """After a restart the dispatcher collects an attached execution's results at ``results_socket``
+        and serves its API at ``api_socket`` (the run directory is new at every start). A runtime whose
+        executions hold those paths by bind mount cannot follow; the swarm runtime relays there."""
+        ...
+
     def close(self) -> None:
         """The service stops: end what the runtime keeps (the zygote, warm containers)."""
         ...

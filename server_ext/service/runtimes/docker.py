@@ -142,6 +142,9 @@ class DockerRuntime:
         """The service is stopping: no warm container outlives it."""
         self.warm.close()
 
+    def reattached(self, run: RunningRef, results_socket: str, api_socket: str | None) -> None:
+        """Containers hold the old paths by bind mount: nothing to redirect."""
+
     def release_actor(self, actor_id: str) -> None:
         """The actor was deleted or has a new revision: its warm containers go now, not when idle."""
         self.warm.release_actor(actor_id)

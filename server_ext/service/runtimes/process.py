@@ -150,6 +150,9 @@ class ProcessRuntime:
             self.zygote.close()
         self.sandbox.close()
 
+    def reattached(self, run: RunningRef, results_socket: str, api_socket: str | None) -> None:
+        """A process of an earlier run is never re-attached: nothing to redirect."""
+
     def release_actor(self, actor_id: str) -> None:
         """Nothing is kept per actor: every execution is its own process."""
 

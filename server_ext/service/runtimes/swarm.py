@@ -117,6 +117,7 @@ class SwarmRuntime:
         self._nodes: tuple[float, list[Node]] = (0.0, [])
         self._load: dict[str, int] = {}
         self._turn = 0
+        self._swept = False
 
     # -----------------------------------------------------------------------------------------------------
     # The swarm side: relay, networks, agent (once per service id)
@@ -358,6 +359,12 @@ class SwarmRuntime:
             return ImageCheck(False, f"no swarm node can pull image {ref}: {exc}")
         return ImageCheck(True)
 
+    def reattached(self, run: RunningRef, results_socket: str, api_socket: str | None) -> None:
+        """The restarted service collects this execution at new paths (its run directory is new):
+        the relay re-sends there from now on; the agent keeps what it could not deliver meanwhile."""
+        if self._relay is not None:
+            self._relay.targets[run.execution_id] = Target(results_socket, api_socket)
+
     def release_actor(self, actor_id: str) -> None:
         """Nothing is kept per actor: each execution is its own service task."""
 
@@ -582,7 +589,25 @@ class SwarmRuntime:
             started = state not in swarm_spec.TASK_WAITING and bool(swarm_spec.task_container(task))
             found.append(Leftover(execution_id=labels[LABEL_EXECUTION], ref=service["ID"],
                                   running=state not in swarm_spec.TASK_TERMINAL, started=started))  # fmt: skip
+        if not self._swept:  # the first look after a start: nothing of ours is starting yet
+            self._swept = True
+            self._sweep_agents({lo.execution_id for lo in found})
         return found
+
+    def _sweep_agents(self, keep: set[str]) -> None:
+        """Drop what the agents still hold for executions whose job is gone (the service died between
+        the job's removal and the agent's clean-up). Agents that do not answer are left for later."""
+        for node in self.nodes(fresh=True):
+            if not node.ready:
+                continue
+            try:
+                status, data = self._agent(node.addr, "GET", "/executions", timeout=5)
+                if status != 200:
+                    continue
+                for eid in set(data.get("executions") or ()) - keep:
+                    self._agent(node.addr, "DELETE", f"/executions/{eid}", timeout=10)
+            except OSError as exc:
+                log.info("agent of %s not swept: %s", node.hostname, exc)
 
     def attach(self, leftover: Leftover) -> RunningRef:
         """Supervise a job an earlier run started: relay its sockets again, tell its agent where we are."""
