@@ -53,6 +53,7 @@ from .errors import (
     VersionMismatchError,
 )
 from .page import dashboard_link, dashboard_url
+from .records import FINISHED, is_finished
 
 EXECUTOR_HINT = "abaco_nb_executor"  # the service removes idle actors with this hint
 FUNC_IMAGE = "abaco-nb/py3-func"
@@ -787,7 +788,7 @@ class AbacoExecutor(cf.Executor):
                 self._tail(eid, cursors.pop(eid), final=True)
             for eid, responses in watched.items():
                 status = statuses.get(eid, "SUBMITTED")
-                if status == "RUNNING" or status in ("COMPLETE", "ERROR"):
+                if status == "RUNNING" or status in FINISHED:
                     cursor = cursors.setdefault(eid, live.LogCursor())
                     self._tail(eid, cursor, final=False)
                     current = cursor.current
@@ -1238,4 +1239,4 @@ def _unpack_frames(data: bytes) -> list[bytes]:
 
 
 def _terminal(execution: dict[str, Any]) -> bool:
-    return execution.get("status") in ("COMPLETE", "ERROR")
+    return is_finished(execution)

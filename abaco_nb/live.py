@@ -22,7 +22,7 @@ import time
 from collections import deque
 from typing import Any
 
-from .records import BORDER, CODE_FONT, MUTED, PANEL, TEXT
+from .records import BORDER, CODE_FONT, MUTED, PANEL, TEXT, is_finished
 
 _MARKER = re.compile(r"^--- abaco-nb (?:call (-?\d+)|end) @([0-9.]+) ---\n?", re.MULTILINE)
 SHOWN_LINES = 20
@@ -303,7 +303,7 @@ def follow(client: Any, actor_id: str, execution_id: str, title: str, interval: 
         deadline = time.monotonic() + 24 * 3600
         while time.monotonic() < deadline:
             try:
-                ended = client.execution(actor_id, execution_id).get("status") in ("COMPLETE", "ERROR")
+                ended = is_finished(client.execution(actor_id, execution_id))
                 text = client.logs(actor_id, execution_id)
             except Exception:  # the service went away: stop quietly, the cell keeps what it shows
                 return

@@ -83,6 +83,15 @@ def outcome(record: dict[str, Any]) -> str:
     return "ok"
 
 
+FINISHED = ("COMPLETE", "ERROR")  # Abaco's statuses of an execution that has ended (the service's
+# models.EXECUTION_TERMINAL; tests/test_contracts.py pins the pair)
+
+
+def is_finished(execution: Any) -> bool:
+    """Whether an execution record (a dict or an :class:`Execution`) has ended."""
+    return bool(execution) and execution.get("status") in FINISHED
+
+
 def status_badge(status: Any, record: dict[str, Any] | None = None) -> str:
     """A status as a small coloured label (HTML). With the execution ``record``, the colour and text say
     the outcome: ``COMPLETE · exit 1`` in red, ``OOM · exit 137``, ``CANCELLED``."""
@@ -90,7 +99,7 @@ def status_badge(status: Any, record: dict[str, Any] | None = None) -> str:
     colour = STATUS_COLOURS.get(text, "#424242")
     kind = text.lower()
     classes = f"abaco-status abaco-status-{html.escape(kind.replace(' ', '-'))}"
-    if record is not None and text in ("COMPLETE", "ERROR"):
+    if record is not None and text in FINISHED:
         kind = outcome(record)
         colour = OUTCOME_COLOURS[kind]
         code = _get(record, "exit_code")
@@ -195,6 +204,11 @@ class Actor(Record):
 
 class Execution(Record):
     """An execution (status, exit code, runtime...)."""
+
+    @property
+    def finished(self) -> bool:
+        """It has ended: COMPLETE or ERROR."""
+        return is_finished(self)
 
     @property
     def seconds(self) -> float | None:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import pytest
 
-from abaco_nb import actors, executor, func_runner
+from abaco_nb import actors, executor, func_runner, records
 from abaco_nb.magics import cell_actor
-from server_ext.service import images, rest
+from server_ext.service import images, models, rest
 from server_ext.service import service as service_module
 from server_ext.service.runtimes import base, process
+
+
+def test_both_sides_agree_which_statuses_are_final() -> None:
+    assert set(records.FINISHED) == set(models.EXECUTION_TERMINAL)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from ..records import ActorList, Execution, ExecutionList, MessageReceipt, WorkerList
+from ..records import ActorList, Execution, ExecutionList, MessageReceipt, WorkerList, is_finished
 from . import access, cell_actor, configs, sweep
 from .display import Finished, HelpText, Logs, Notice, State
 from .parsing import (
@@ -37,8 +37,6 @@ from .parsing import (
 
 if TYPE_CHECKING:
     from ..client import Client
-
-TERMINAL = ("COMPLETE", "ERROR")  # Abaco's ended statuses
 
 
 @magics_class
@@ -289,7 +287,7 @@ class AbacoMagics(Magics):
         deadline = time.monotonic() + timeout
         execution = client.execution(actor_id, execution_id)
         try:
-            while execution.get("status") not in TERMINAL and time.monotonic() < deadline:
+            while not is_finished(execution) and time.monotonic() < deadline:
                 step = max(1, min(30, int(deadline - time.monotonic())))
                 execution = client.execution(actor_id, execution_id, wait=step)
         except KeyboardInterrupt:
@@ -332,7 +330,7 @@ class AbacoMagics(Magics):
                     sys.stdout.write(text[shown:])
                     sys.stdout.flush()
                     shown = len(text)
-                if execution.get("status") in TERMINAL:
+                if is_finished(execution):
                     text = client.logs(actor_id, execution_id)  # lines written just before the end
                     sys.stdout.write(text[shown:])
                     sys.stdout.flush()

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from ..page import dashboard_link
-from ..records import BORDER, MUTED, TEXT, Execution, duration, status_badge
-from .logs import TERMINAL, LogViewer
+from ..records import BORDER, FINISHED, MUTED, TEXT, Execution, duration, status_badge
+from .logs import LogViewer
 from .timeline import timeline_svg
 
 if TYPE_CHECKING:
@@ -203,7 +203,7 @@ class Dashboard(w.VBox):
         for ex in recent:
             eid = str(ex["id"])
             cached = self._details.get(eid)
-            if cached is None or cached.get("status") not in TERMINAL:
+            if cached is None or cached.get("status") not in FINISHED:
                 cached = self.client.execution(actor_id, eid)
                 self._details[eid] = cached
             details.append(cached)

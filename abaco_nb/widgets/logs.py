@@ -14,12 +14,10 @@ import ipywidgets as w
 
 from ..logtext import log_block
 from ..page import dashboard_link
-from ..records import status_badge
+from ..records import FINISHED, status_badge
 
 if TYPE_CHECKING:
     from ..client import Client
-
-TERMINAL = ("COMPLETE", "ERROR")
 
 
 class LogViewer(w.VBox):
@@ -74,14 +72,14 @@ class LogViewer(w.VBox):
                 self.finished.set()
                 return
             self._show(status, text, record=execution)
-            if status in TERMINAL or not follow:
+            if status in FINISHED or not follow:
                 self.finished.set()
                 return
             self._stop.wait(self.interval)
 
     def _show(self, status: str, text: str, error: str = "", record: dict[str, Any] | None = None) -> None:
         self.status, self.text = status, text
-        live = "" if status in TERMINAL else " <small>(following)</small>"
+        live = "" if status in FINISHED else " <small>(following)</small>"
         with self.hold_sync():
             self.header.value = (
                 f"logs of execution <code>{html.escape(self.execution_id)}</code> {status_badge(status, record)}{live}"
