@@ -621,7 +621,7 @@ class Dispatcher:
         return actor.reg.mem_limit or self.config.default_mem_limit
 
     def _max_run_time(self, actor: Actor, execution: Execution) -> int | None:
-        return execution.max_run_time or actor.reg.max_run_time or self.config.max_run_time or None
+        return lifecycle.run_limit(execution.max_run_time, actor.reg.max_run_time, self.config.max_run_time)
 
     def _reconcile_one(self, execution_id: str, actor: Actor, collector: ResultCollector | None) -> None:
         """The runtime did not answer while starting: wait until it does, then let the lifecycle

@@ -325,6 +325,15 @@ def backoff(attempt: int) -> float:
     return float(min(RETRY_MAX, RETRY_FIRST * (2 ** min(attempt, 10))))
 
 
+def run_limit(message: int | None, actor: int | None, service: int | None) -> int | None:
+    """The ``max_run_time`` (seconds) an execution gets: its message's ``_abaco_nb_timeout``, else its
+    actor's ``max_run_time``, else the service's; 0, negative or missing means no limit."""
+    for limit in (message, actor, service):
+        if limit:
+            return limit if limit > 0 else None
+    return None
+
+
 def claim(execution: Execution, worker_id: str, at: float) -> Execution:
     """The execution a claim writes (inside the store's transaction): RUNNING on this worker."""
     return replace(execution, status=RUNNING, worker_id=worker_id, start_time=at, runtime_ref=None)

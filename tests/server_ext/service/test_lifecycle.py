@@ -313,3 +313,12 @@ def test_every_event_and_instruction_is_in_the_documented_table():
 def test_backoff_grows_and_is_capped():
     delays = [lc.backoff(i) for i in range(20)]
     assert delays[0] == lc.RETRY_FIRST and delays == sorted(delays) and max(delays) == lc.RETRY_MAX
+
+
+@pytest.mark.parametrize(
+    ("message", "actor", "service", "expected"),
+    [(5, 60, 3600, 5), (None, 60, 3600, 60), (None, None, 3600, 3600), (None, None, 0, None),
+     (None, None, -1, None), (None, 0, 10, 10)],
+)  # fmt: skip
+def test_run_limit_precedence(message, actor, service, expected):
+    assert lc.run_limit(message, actor, service) == expected
