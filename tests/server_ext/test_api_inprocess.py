@@ -56,7 +56,7 @@ def test_an_unknown_actor_is_a_404_envelope(client: Client) -> None:
     [
         ("POST", "/actors", b"{not json", 400, "not valid JSON"),
         ("POST", "/actors", b"[1, 2]", 400, "JSON object"),
-        ("POST", "/actors", b"", 400, "empty"),
+        ("POST", "/actors", b"", 400, "image is required"),  # as Abaco: the refusal names the field
         ("PATCH", "/actors", b"", 405, ""),
         ("GET", "/nothing/here", b"", 404, "No such route"),
     ],
