@@ -600,8 +600,8 @@ class WarmPool:
             try:
                 state = self.api.inspect_container(run.container.container_id)["State"]
                 oom = bool(state.get("OOMKilled"))
-            except docker.errors.APIError:
-                state = {}
+            except (docker.errors.APIError, requests.exceptions.RequestException):  # removed, or no Docker
+                oom = False
             if not oom:
                 raise RuntimeFailure(how.failure)
             code: int = 137
