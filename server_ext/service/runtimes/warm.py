@@ -33,7 +33,8 @@ The container contract holds per execution, not per container:
   it); warm executions are not re-attached.
 
 What is *not* the same: files a child writes outside the mounts (``/tmp``) stay for the next execution
-of the same actor in that container, as in a process pool's worker. Containers stop after
+of the same actor in that container, as in a process pool's worker. Processes a child leaves in its
+process group are killed when it exits (the zygote as PID 1 does it), as a fresh container's end would. Containers stop after
 ``idle_seconds`` without an execution; one spare per shape is started ahead so a new worker does not
 wait ~300 ms for its container.
 """

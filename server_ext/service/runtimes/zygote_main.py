@@ -251,6 +251,11 @@ class _ZygoteLoop:
             if pid == 0:
                 return
             eid = self.children.pop(pid, None)
+            if eid is not None and self.pid == 1:  # a warm container: end what the call left running,
+                try:  # as the end of a fresh container would (its process group; a setsid escapes)
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
             if eid is not None:
                 send_line(self.sock, {
                     "op": "exited", "id": eid, "pid": pid, "status": status, "at": time.time(),

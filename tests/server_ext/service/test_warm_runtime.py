@@ -238,3 +238,29 @@ assert rt.wait(handle, 1.0) is None
 print("running", flush=True)
 time.sleep(600)
 """
+
+
+def _leave_a_process_behind() -> int:
+    import subprocess as sp
+
+    return sp.Popen(["sleep", "300"]).pid  # not waited for: a fresh container's end would kill it
+
+
+def _processes() -> list[str]:
+    return sorted(os.listdir("/proc"))
+
+
+def test_what_a_call_leaves_running_ends_with_it(runtime, tmp_path) -> None:
+    spec, results = warm_spec(tmp_path, f"svc-{RUN}-orphan", _leave_a_process_behind)
+    handle = runtime.start(spec)
+    finish(runtime, handle)
+    runtime.remove(handle)
+    (frame,) = results.frames()
+    pid = cloudpickle.loads(frame)
+    spec, results = warm_spec(tmp_path, f"svc-{RUN}-orphan", _processes)
+    again = runtime.start(spec)
+    finish(runtime, again)
+    runtime.remove(again)
+    assert again.ref == handle.ref
+    (frame,) = results.frames()
+    assert str(pid) not in cloudpickle.loads(frame)
