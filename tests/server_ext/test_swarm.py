@@ -124,7 +124,7 @@ def test_seed_walkthrough_runs_on_both_nodes(served, cluster):
 
 def test_state_of_a_stateful_actor_across_nodes(served, cluster):
     image = pushed_reactor(cluster, "accumulator", {"reactor.py": ACCUMULATOR}, '["python3", "/reactor.py"]')
-    aid = register(served, image=image, stateless=False)
+    aid = register(served, image=image, stateless=False, token=True)  # update_state needs a token
     served.session.post(served.api(f"/actors/{aid}/state"), json=0).raise_for_status()
     eids = [send(served, aid, json={"count": n}) for n in (10, 20, 30, 40)]
     results = [wait_status(served, aid, e, timeout=120) for e in eids]
