@@ -9,6 +9,7 @@ One ``requests.Session`` per client (connection reuse matters for ``map``); ever
 
 from __future__ import annotations
 
+import html
 import json as jsonlib
 import time
 from collections.abc import Iterable
@@ -57,8 +58,14 @@ class Client:
         return f"<abaco_nb.Client {self.base_url}{self.prefix}>"
 
     def _repr_html_(self) -> str:
-        how = f" ({self.how})" if self.how else ""
-        return f"<b>Abaco client</b> <code>{self.base_url}{self.prefix}</code>{how}"
+        from .page import dashboard_link
+
+        how = f" ({html.escape(self.how)})" if self.how else ""
+        link = dashboard_link(self, "dashboard")
+        return (
+            f"<div class='abaco-client'><b>Abaco client</b> <code>{html.escape(self.base_url + self.prefix)}</code>"
+            f"{how}{' · ' + link if link else ''}</div>"
+        )
 
     # -- transport ----------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from traitlets import Bool, Dict, Enum, Float, HasTraits, Int, TraitType, Unicod
 from abaco_nb.hub_env import team_service
 
 from .jupyter_handlers import JupyterAbacoHandler
+from .jupyter_page import jupyter_routes
 from .proxy import Proxy, RemoteConfig
 from .service.api import Api
 from .service.rest import Request, Response, envelope
@@ -236,7 +237,9 @@ class AbacoApp(ExtensionApp, _ServiceTraits):
             "username": self.service.config.username if self.service else ServiceConfig().username,
             "scoped": self.service.check_scoped_token if self.service else None,
         }
-        # ExtensionApp prefixes base_url; Tornado anchors the pattern at both ends.
+        # ExtensionApp prefixes base_url; Tornado anchors the pattern at both ends. The dashboard page
+        # (``abaco/`` exactly) comes before the API's catch-all.
+        self.handlers.extend(jupyter_routes(self.mount))
         self.handlers.append((r"abaco(/.*)?", JupyterAbacoHandler, settings))
 
     # -- telling kernels where we are --------------------------------------------------------------

@@ -14,9 +14,11 @@ import secrets
 import signal
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from tornado import httpserver, netutil, web
 
+from .dashboard_page import standalone_routes
 from .handlers import StandaloneHandler
 from .service.api import Api
 from .service.service import Service
@@ -49,16 +51,18 @@ def remove_connection_file(path: str) -> None:
         pass
 
 
-def make_app(api: Api, token: str, hub: bool = False) -> web.Application:
-    """The routes: every path is the API. ``hub``: under the JupyterHub service's prefix, with the
-    Hub's OAuth callback (``server_ext.hub``; jupyterhub is imported only then)."""
+def make_app(api: Api, token: str, hub: bool = False, page: bool = False) -> web.Application:
+    """The routes: every path is the API; with ``page``, the dashboard page at ``/`` too (on TCP, where
+    people are; not on the executions' unix socket). ``hub``: under the JupyterHub service's prefix,
+    with the Hub's OAuth callback (``server_ext.hub``; jupyterhub is imported only then; no page yet)."""
     if hub:
         from .hub import hub_routes
 
         routes, extra = hub_routes(api, token, api.service.config.max_body_bytes)
         return web.Application(routes, **extra)
     settings = {"api": api, "max_body": api.service.config.max_body_bytes, "token": token}
-    return web.Application([(r"/.*", StandaloneHandler, settings)])
+    routes: list[Any] = standalone_routes(token) if page else []
+    return web.Application([*routes, (r"/.*", StandaloneHandler, settings)])
 
 
 @dataclass
@@ -118,7 +122,7 @@ def start_server(
     api_socket = api_socket_path(config)
     service = Service(config, api_socket=api_socket)
     api = Api(service)
-    tcp = http_server(make_app(api, token, hub=hub), config)
+    tcp = http_server(make_app(api, token, hub=hub, page=not hub), config)
     sockets = netutil.bind_sockets(port, address=host, family=socket.AF_INET)
     tcp.add_sockets(sockets)
     actual_port = sockets[0].getsockname()[1]
@@ -148,6 +152,7 @@ def serve(
         write_connection_file(path, info)
         print(f"abaco-nb serving {running.url} (runtime: {running.service.runtime.name})", flush=True)
         print(f"token: {running.token}", flush=True)
+        print(f"dashboard: {running.url}/?token={running.token}", flush=True)
         print(f"connection file: {path}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
