@@ -61,8 +61,8 @@ def make_app(api: Api, token: str, hub: bool = False, page: bool = False) -> web
         routes, extra = hub_routes(api, token, api.service.config.max_body_bytes)
         return web.Application(routes, **extra)
     settings = {"api": api, "max_body": api.service.config.max_body_bytes, "token": token}
-    routes: list[Any] = standalone_routes(token) if page else []
-    return web.Application([*routes, (r"/.*", StandaloneHandler, settings)])
+    page_routes: list[Any] = standalone_routes(token) if page else []
+    return web.Application([*page_routes, (r"/.*", StandaloneHandler, settings)])
 
 
 @dataclass
