@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import socket
@@ -31,6 +32,7 @@ from traitlets import Bool, Dict, Enum, Float, HasTraits, Int, TraitType, Unicod
 
 from abaco_nb.hub_env import team_service
 
+from . import log_hygiene
 from .jupyter_handlers import JupyterAbacoHandler
 from .jupyter_page import jupyter_routes
 from .proxy import Proxy, RemoteConfig
@@ -162,6 +164,8 @@ class AbacoApp(ExtensionApp, _ServiceTraits):
 
     def initialize_settings(self) -> None:
         """Start the service (or the proxy) at load, so routes answer as soon as Jupyter does."""
+        log_hygiene.add_secret(self.token)  # never in a log line (Jupyter's access log included)
+        log_hygiene.install(logging.getLogger(), self.log)
         try:
             team = team_service()
             if self.remote_url:

@@ -29,9 +29,36 @@ def _token(args: argparse.Namespace) -> str | None:
     return os.environ.pop(ENV_SERVE_TOKEN, None) or None
 
 
+def _loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: the only addresses served without --listen-beyond-loopback."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .standalone import serve
 
+    if not _loopback(args.host):
+        if not args.listen_beyond_loopback:
+            print(
+                f"abaco-nb serve: --host {args.host} listens beyond loopback; add --listen-beyond-loopback if "
+                "you mean it (the API then travels without TLS, and anyone who reaches the port and learns "
+                "the token, or a nonce, can use it)",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            f"warning: listening on {args.host}, beyond loopback, without TLS: the token and every request "
+            "travel in clear; put a TLS proxy in front and keep the token secret",
+            file=sys.stderr,
+            flush=True,
+        )
     given = {s.name: getattr(args, s.name) for s in settings() if hasattr(args, s.name)}
     config = from_values(given)
     config.multi_user = args.users or args.hub
@@ -152,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the Abaco-compatible service without Jupyter")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument(
+        "--listen-beyond-loopback",
+        action="store_true",
+        help="allow a --host that is not loopback (no TLS: the token travels in clear)",
+    )
     serve.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
     serve.add_argument(
         "--token",

@@ -18,6 +18,8 @@ from typing import Any
 
 from tornado import httpserver, netutil, web
 
+from . import log_hygiene
+from .bounded_server import BoundedHTTPServer
 from .dashboard_page import standalone_routes
 from .handlers import StandaloneHandler
 from .service.api import Api
@@ -75,9 +77,12 @@ class Running:
 
 
 def http_server(app: web.Application, config: ServiceConfig) -> httpserver.HTTPServer:
-    """A server whose buffers fit the largest body the service accepts (the handler refuses larger)."""
+    """A server whose buffers fit the largest body the service accepts (the handler refuses larger),
+    with header and body timeouts and a cap on open connections (``bounded_server``)."""
     max_buffer = config.max_body_bytes + 1024 * 1024
-    return httpserver.HTTPServer(app, max_body_size=max_buffer * 4, max_buffer_size=max_buffer)
+    return BoundedHTTPServer(
+        app, max_body_size=max_buffer * 4, max_buffer_size=max_buffer, max_connections=config.max_connections
+    )
 
 
 def api_socket_path(config: ServiceConfig) -> str:
@@ -119,11 +124,11 @@ def start_server(
         from .hub import hub_environment, listen_address
 
         host, port = listen_address(hub_environment(), host, port)
-    api_socket = api_socket_path(config)
+    sockets = netutil.bind_sockets(port, address=host, family=socket.AF_INET)  # first: a bad address
+    api_socket = api_socket_path(config)  # or a taken port leaves nothing behind
     service = Service(config, api_socket=api_socket)
     api = Api(service)
     tcp = http_server(make_app(api, token, hub=hub, page=not hub), config)
-    sockets = netutil.bind_sockets(port, address=host, family=socket.AF_INET)
     tcp.add_sockets(sockets)
     actual_port = sockets[0].getsockname()[1]
     unix = serve_api_socket(api, token, api_socket)
@@ -142,8 +147,12 @@ def serve(
 ) -> None:
     """Run until SIGINT/SIGTERM; print the URL and token; keep the connection file while running."""
 
+    generated = not token
+    log_hygiene.install()  # no credential in any log line; no flood of them either
+
     async def main() -> None:
         running = start_server(config, host, port, token, hub=hub)
+        log_hygiene.add_secret(running.token)
         info = {
             "url": running.url, "token": running.token, "pid": os.getpid(), "db": config.db_path,
             "runtime": running.service.runtime.name, "api_socket": running.api_socket,
@@ -151,8 +160,9 @@ def serve(
         path = connection_file or connection_file_path(os.path.dirname(os.path.abspath(config.db_path)))
         write_connection_file(path, info)
         print(f"abaco-nb serving {running.url} (runtime: {running.service.runtime.name})", flush=True)
-        print(f"token: {running.token}", flush=True)
-        print(f"dashboard: {running.url}/?token={running.token}", flush=True)
+        shown = running.token if generated else "<the token you gave>"  # a given one stays out of logs
+        print(f"token: {running.token if generated else '(as given)'}", flush=True)
+        print(f"dashboard: {running.url}/?token={shown}", flush=True)
         print(f"connection file: {path}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

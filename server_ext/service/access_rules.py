@@ -37,6 +37,7 @@ RESERVED_ALIASES = frozenset(
     {"executions", "nonces", "logs", "messages", "adapters", "admin"}
     | {"aliases", "search", "configs", "utilization", "permissions", "workers", "state"}
 )
+MAX_ALIAS = 128  # the API refuses longer path segments before decoding them
 FORBIDDEN_ALIAS_CHARS = frozenset("\\ \":/?#[]@!$&'()*+,;=") | frozenset(string.whitespace)
 
 
@@ -97,6 +98,8 @@ def check_alias(value: Any) -> str:
     alias = parse_str(value, "alias") if value is not None else ""
     if not alias:
         raise AbacoError("Invalid alias: an alias is required.")
+    if len(alias) > MAX_ALIAS:
+        raise AbacoError(f"Invalid alias: at most {MAX_ALIAS} characters.")
     if alias.lower() in RESERVED_ALIASES:
         raise AbacoError(f"Invalid alias: {alias!r} is a reserved word.")
     bad = sorted({c for c in alias if c in FORBIDDEN_ALIAS_CHARS})

@@ -8,12 +8,11 @@ interrupted, is ``lifecycle``'s state machine. ``dispatcher`` and ``service`` ca
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from . import environment
+from . import environment, strict_json
 from .cron import CRON_EXECUTOR
 from .errors import AbacoError, TooLarge
 from .models import Actor, Execution
@@ -67,7 +66,7 @@ def classify_message(
     if media == CT_BINARY:
         return Message(CT_BINARY, payload=body)
     try:
-        parsed = json.loads(body) if body.strip() else None
+        parsed = strict_json.loads(body, "The message") if body.strip() else None
     except (ValueError, UnicodeDecodeError):
         raise AbacoError(
             "message POST body could not be serialized. Pass JSON data or use the message attribute."
@@ -141,6 +140,12 @@ def execution_environment(
     if msg is not None:
         env["MSG"] = msg
     return env
+
+
+def worker_limit(stateless: bool, max_workers: int | None, default: int) -> int:
+    """How many workers an actor may have: one when stateful, else its ``max_workers`` or the service's
+    default."""
+    return 1 if not stateless else (max_workers or default)
 
 
 def target_workers(stateless: bool, max_workers: int, queue_length: int, busy: int) -> int:

@@ -24,6 +24,8 @@ def new_id() -> str:
 def is_id(value: str) -> bool:
     """True when ``value`` decodes as an Abaco id (so it is not an alias). Cached: every request on an
     actor route asks, and decoding costs more than the rest of routing."""
+    if len(value) > 32:  # ours are 13 characters; decoding a long one costs seconds of CPU
+        return False
     try:
         return bool(_HASHIDS.decode(value))
     except Exception:

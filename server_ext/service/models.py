@@ -71,6 +71,7 @@ def parse_str(value: Any, field_name: str) -> str:
     return value
 
 
+MAX_WORKERS = 100  # the most workers one actor may ask for
 _MEM_RE = re.compile(r"^\d+(\.\d+)?[bkmgBKMG]?$")
 _HINT_FORBIDDEN = set("\"'{}[]")
 
@@ -150,6 +151,8 @@ def parse_registration(
         raise AbacoError("Cannot set both use_container_uid and run_as_executor as true")
     if data.get("max_workers") is not None:
         reg.max_workers = parse_int(data["max_workers"], "max_workers", minimum=1)
+        if reg.max_workers > MAX_WORKERS:  # each worker is a thread of the service
+            raise AbacoError(f"Invalid max_workers: at most {MAX_WORKERS}, got {reg.max_workers}.")
         if not reg.stateless and reg.max_workers > 1:
             raise AbacoError("Invalid actor description: stateful actors can only have 1 worker.")
     if data.get("mem_limit") is not None:

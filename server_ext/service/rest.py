@@ -13,13 +13,13 @@ collapsed (tapipy sends ``//messages``).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from . import strict_json
 from .errors import AbacoError
 from .models import to_camel
 from .permissions import Caller
@@ -108,7 +108,8 @@ def recase(value: Any, camel: bool) -> Any:
 
 
 def envelope(result: Any, message: str, status: str = "success") -> bytes:
-    return json.dumps(
+    """Abaco's envelope, as valid JSON whatever the result holds (``strict_json.dumps``)."""
+    return strict_json.dumps(
         {"message": message, "result": result, "status": status, "version": VERSION, "metadata": {}}
     ).encode()
 
@@ -132,7 +133,7 @@ def parse_body(request: Request, *, allow_empty: bool = True) -> dict[str, Any]:
             raise AbacoError("The form body is not valid UTF-8.") from None
         return {k: v[-1] for k, v in form.items()}
     try:
-        data = json.loads(raw)
+        data = strict_json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise AbacoError(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(data, dict):

@@ -11,10 +11,12 @@ times compare as ISO-8601 strings.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import re2  # type: ignore[import-untyped]
+
+from . import strict_json
 from .errors import AbacoError
 
 TYPES = ("actors", "workers", "executions", "logs")
@@ -56,7 +58,7 @@ def auto_type(text: str) -> Any:
         pass
     if text.strip().startswith("["):
         try:
-            value = json.loads(text)
+            value = strict_json.loads(text, "The search value")
         except ValueError:
             return text
         return value
@@ -102,12 +104,30 @@ def parse_query(query: dict[str, list[str]]) -> Query:
                     raise AbacoError(f"Invalid {key}: .between takes two values separated by a comma.")
                 typed = [auto_type(p) for p in parts]
             if op in ("like", "nlike"):
-                try:
-                    typed = re.compile(value)
-                except re.error as exc:
-                    raise AbacoError(f"Invalid {key}: not a regular expression ({exc}).") from None
+                typed = linear_pattern(key, value)
             q.filters.append((path, op, typed))
     return q
+
+
+MAX_PATTERN = 1000  # characters of a .like pattern
+
+
+def linear_pattern(key: str, value: str) -> Any:
+    """A ``.like`` pattern (Abaco's Mongo ``$regex``) compiled by RE2, whose matching time is linear in
+    the text: a crafted pattern such as ``(a+)+$`` cannot stall the service as a backtracking engine
+    would. Backreferences and lookarounds, which need backtracking, are refused naming the key."""
+    if len(value) > MAX_PATTERN:
+        raise AbacoError(f"Invalid {key}: a pattern of at most {MAX_PATTERN} characters.")
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print every refused pattern to stderr
+    options.max_mem = 8 << 20
+    try:
+        return re2.compile(value, options=options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise AbacoError(
+            f"Invalid {key}: not a regular expression this service matches in linear time ({reason})."
+        ) from None
 
 
 def field_value(record: Any, path: str) -> Any:

@@ -6,7 +6,6 @@ Every operation of the API is a method here, taking and returning plain data, so
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -15,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
-from . import engine, lifecycle, private_files, privilege
+from . import engine, lifecycle, private_files, privilege, strict_json
 from .access_control import Access
 from .actor_configs import ActorConfigs
 from .automation import Automation
@@ -472,7 +471,7 @@ class Service:
         # Abaco refuses falsy JSON (0, false, {}); we accept any JSON value, so an accumulator can
         # start at 0. An empty or non-JSON body is still a 400.
         try:
-            value = json.loads(body)
+            value = strict_json.loads(body, "The state")
         except (ValueError, UnicodeDecodeError):
             raise AbacoError("Invalid actor state description: state must be JSON serializable.") from None
         actor.state = value
@@ -484,7 +483,14 @@ class Service:
         return self.store.list_workers(actor_id)
 
     def add_workers(self, actor_id: str, num: int) -> str:
+        """``POST /workers {num}``: at least ``num`` workers, never more than the actor may have (each
+        is a thread: 969,398,429 once started ~22,000 of them and the actor could not be deleted)."""
         actor = self.get_actor(actor_id)
+        limit = engine.worker_limit(
+            actor.reg.stateless, actor.reg.max_workers, self.config.max_workers_per_actor
+        )
+        if num > limit:
+            raise AbacoError(f"Invalid num: {num} is more than this actor's max_workers ({limit}).")
         if actor.status not in (READY, SUBMITTED):  # SUBMITTED: they start when the image check ends
             raise AbacoError(f"Actor {actor_id} is {actor.status}; workers start once it is READY.")
         before, after = self.dispatcher.ensure_workers(actor_id, num)

@@ -132,6 +132,11 @@ class ServiceConfig:
         "/var/run/docker.sock",
         "Swarm runtime: path of the Docker socket on the nodes (the agent reads exit states).",
     )
+    max_connections: int = setting(
+        2048,
+        "Open HTTP connections at most; beyond it the one waiting longest for its headers is closed "
+        "(bounded by the descriptor limit).",
+    )
     execution_uids: str = setting(
         "auto",
         "Process runtime as root: run each execution as a uid of its own (runtimes/sandbox.py). auto: when "
