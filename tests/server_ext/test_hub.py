@@ -100,6 +100,13 @@ def test_bobs_kernel_from_the_hub_spawner(hub: Hub) -> None:
     assert "POW [1024]" in executor.text or "POW 1024" in executor.text, executor
     assert "OWNER bob" in executor.text, executor
     assert shared["id"] in {a["id"] for a in user(hub, "bob").ok("GET", "/actors")}
+    # bob's own server's abaco/ routes (the extension) forward to the team service as bob
+    via_extension = requests.get(
+        f"{server}/abaco/actors", headers={"Authorization": f"token {token}"}, timeout=60
+    )
+    assert via_extension.status_code == 200, via_extension.text
+    seen = {a["id"] for a in via_extension.json()["result"]}
+    assert shared["id"] in seen and private["id"] not in seen, seen
 
 
 @pytest.mark.hub
