@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -134,9 +133,7 @@ class DockerRuntime:
         self._watches: dict[str, _Watch] = {}
         self._lock = threading.Lock()
         # Warm containers for executions that allow them (RunSpec.warm); see runtimes/warm.py.
-        self.warm = WarmPool(
-            self.api, warm_dir or tempfile.mkdtemp(prefix="abnb-warm-"), idle_seconds=warm_idle_seconds
-        )
+        self.warm = WarmPool(self.api, warm_dir, idle_seconds=warm_idle_seconds)
 
     def close(self) -> None:
         """The service is stopping: no warm container outlives it."""

@@ -375,16 +375,13 @@ class WarmPool:
     def __init__(
         self,
         api: Any,
-        base_dir: str,
+        base_dir: str | None = None,
         idle_seconds: float = 300.0,
         spares: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api = api
-        if len(os.path.join(base_dir, "x" * 12, CONTROL)) > 100:  # AF_UNIX paths are limited to 108 bytes
-            base_dir = tempfile.mkdtemp(prefix="abnb-warm-")
-        os.makedirs(base_dir, mode=0o700, exist_ok=True)
-        self.base_dir = base_dir
+        self._base_dir = base_dir  # made on first use; None: a temporary directory
         self.idle_seconds = idle_seconds
         self.spares = spares
         self.clock = clock
@@ -407,6 +404,15 @@ class WarmPool:
                 raise WarmUnavailable(f"cannot inspect {image}: {exc}") from exc
             facts = self._facts[image] = image_facts(config)
         return facts
+
+    @property
+    def base_dir(self) -> str:
+        """Where worker directories go, made on first use (AF_UNIX paths are limited to 108 bytes)."""
+        wanted = self._base_dir
+        if wanted is None or len(os.path.join(wanted, "x" * 12, CONTROL)) > 100:
+            wanted = self._base_dir = tempfile.mkdtemp(prefix="abnb-warm-")
+        os.makedirs(wanted, mode=0o700, exist_ok=True)
+        return wanted
 
     def _new(self, key: tuple[Any, ...], spec: RunSpec, host_config: dict[str, Any]) -> WarmContainer:
         facts = self.facts(spec.image)
@@ -532,6 +538,8 @@ class WarmPool:
             containers, self._containers = self._containers, []
         for c in containers:
             c.discard()
+        if self._base_dir is not None:  # the worker directories and their sockets
+            shutil.rmtree(self._base_dir, ignore_errors=True)
 
     # -- executions -----------------------------------------------------------------------------------
 
