@@ -56,6 +56,8 @@ def test_example_notebook_runs(name: str, served: Served, tmp_path: Path):
     nb = run_notebook(nbformat.read(EXAMPLES / name, as_version=4), served, tmp_path)
     text = outputs(nb)
     assert "Traceback" not in text
+    if name == "parameter-sweep.ipynb":  # the DataFrame has the parameters as columns
+        assert "damping" in text and "frequency" in text and "result" in text
     if name == "quickstart.ipynb":
         assert "Contents of MSG: some test message" in text and "9 words so far" in text
         assert "application/vnd.jupyter.widget-view+json" in str(nb.cells)  # the dashboard widget
