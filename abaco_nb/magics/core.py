@@ -423,7 +423,10 @@ class AbacoMagics(Magics):
         client = self.get_client()
         handler = cell_actor.handler_name(cell, args.handler)
         env = cell_actor.cell_environment(cell, handler, key_values(args.env, "-e"))
-        existing = [a for a in client.actors() if a.get("name") == args.name]
+        existing = self.named(args.name, client.actors())
+        if len(existing) > 1:
+            print(f"abaco: {len(existing)} actors are named {args.name!r}; updating the newest, "
+                  f"{existing[-1]['id']}", file=sys.stderr)  # fmt: skip
         # a token: the handler may call the abaco_nb.actors helpers (update_state, send_message, ...)
         fields: dict[str, Any] = {
             "description": args.description or f"%%abaco actor cell ({handler})", "token": True,
@@ -431,7 +434,7 @@ class AbacoMagics(Magics):
         if args.max_workers is not None:
             fields["max_workers"] = args.max_workers
         if existing:
-            actor = client.update(str(existing[0]["id"]), args.image, stateless=not args.stateful,
+            actor = client.update(str(existing[-1]["id"]), args.image, stateless=not args.stateful,
                                   default_environment=env, **fields)  # fmt: skip
         else:
             actor = client.register(args.image, args.name, stateless=not args.stateful, default_environment=env,

@@ -242,11 +242,13 @@ Cell magics:
       else the only function in the cell. It is called as handler(), handler(context) or
       handler(message, context), where context is abaco_nb.actors.get_context(); a return value
       other than None is sent as the execution's result. Use abaco_nb.actors.update_state for state.
-  %%abaco map NAME=VALUES [NAME=VALUES ...] [--grid EXPR] [-o VAR] [--wait] [--image IMAGE]
-      A parameter sweep with AbacoExecutor.map over the product of the value lists (Python
-      expressions evaluated in the notebook). The cell body is evaluated once per point, with the
-      parameters as variables; its last expression is the result. Shows a progress bar; returns a Sweep
-      (its .results fill in as executions finish; .wait() blocks; .table() lists params and results).
+  %%abaco map NAME=VALUES [NAME=VALUES ...] [--grid EXPR] [-o VAR] [--wait] [--image IMAGE] [--no-progress]
+      A parameter sweep with AbacoExecutor.map over the product of the value lists. Each value is any
+      Python expression, evaluated in the notebook (b=[1, 2] and f=lambda x: x are fine). The cell body is
+      evaluated once per point, with the parameters as variables; its last expression is the result. It
+      uses the notebook's AbacoExecutor when there is one, shows a progress bar and the points' output
+      live, and returns a Sweep at once (its table fills in; .wait() blocks; .results; .table();
+      .dataframe() as pandas with the parameters as columns; .plot()).
 """
 
 SUB_PARSERS_ORDER = (
