@@ -312,10 +312,10 @@ def _line_buffered() -> None:
 
 
 def _mark(line: str) -> None:
-    """A marker on a line of its own, after whatever the previous call left unflushed on stderr."""
+    """A marker on a line of its own, after whatever the previous call left on stderr (stdout is
+    line-buffered: the write itself reaches the log)."""
     sys.stderr.flush()
     sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 def run_chunk(outer: dict[str, Any], send: Any) -> int:
