@@ -7,6 +7,8 @@ executions, logs, workers), so it needs no API of its own, and is authenticated 
 * in Jupyter, by Jupyter itself (``@web.authenticated``: the login cookie, else a redirect to the
   login page; the authorizer must allow reading ``abaco``); its ``fetch`` calls send that cookie and,
   for writes, the ``X-XSRFToken`` header from Jupyter's ``_xsrf`` cookie;
+* behind JupyterHub (``server_ext.hub``), by the Hub's OAuth sign-in: the page sends the cookie and
+  the XSRF token rendered into it on every call;
 * standalone, by the service token: ``/?token=T`` (the URL ``abaco-nb serve`` prints); the script keeps
   the token in ``sessionStorage``, sends it as ``Authorization: Bearer`` and removes it from the
   address bar. Without a valid token the answer is 401 with a form asking for it.
@@ -43,11 +45,14 @@ def _parts() -> tuple[str, str, str]:
     return tuple((PAGE_DIR / name).read_text() for name in ("index.html", "dashboard.css", "dashboard.js"))  # type: ignore[return-value]
 
 
-def render(api_base: str, auth: str) -> str:
+def render(api_base: str, auth: str, xsrf: str = "") -> str:
     """The page with its style, script and settings inlined. ``api_base``: the URL path the Abaco routes
-    live under (``/abaco`` in Jupyter, ``""`` standalone); ``auth``: ``jupyter`` or ``token``."""
+    live under (``/abaco`` in Jupyter, ``""`` standalone, the service's prefix behind JupyterHub);
+    ``auth``: ``jupyter``, ``token`` or ``hub`` (the Hub's OAuth cookie, with ``xsrf``: the token every
+    cookie-authenticated ``fetch`` must carry as ``X-XSRFToken``, jupyterhub's rule)."""
     page, style, script = _parts()
-    settings = json.dumps({"api": api_base.rstrip("/"), "auth": auth}).replace("</", "<\\/")
+    shown = {"api": api_base.rstrip("/"), "auth": auth, **({"xsrf": xsrf} if xsrf else {})}
+    settings = json.dumps(shown).replace("</", "<\\/")
     return (
         page.replace("/*STYLE*/", style)
         .replace("/*SETTINGS*/", f"window.ABACO_PAGE = {settings};")

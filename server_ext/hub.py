@@ -26,8 +26,17 @@ from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuth
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from .handlers import StandaloneHandler, bearer_token, nonce_only, standalone_principal, user_principal
-from .service.rest import Principal
+from .dashboard_page import SECURITY_HEADERS, render
+from .handlers import (
+    AbacoBaseHandler,
+    StandaloneHandler,
+    bearer_token,
+    nonce_only,
+    standalone_principal,
+    user_principal,
+)
+from .service.errors import Unauthorized
+from .service.rest import Principal, Response, envelope
 
 CACHE_SECONDS = 60  # how long the Hub's answer about a token, or a user's admin flag, is trusted
 
@@ -96,7 +105,17 @@ class HubAbacoHandler(HubOAuthenticated, StandaloneHandler):
     def get_login_url(self) -> str:  # an API answers 401, never a redirect (HubOAuthenticated's way)
         raise web.HTTPError(401)
 
-    async def find_principal(self) -> Principal | None:
+    async def prepare(self) -> None:  # type: ignore[override]
+        """Authenticate before any of the body is read (as ``StandaloneHandler``), asking the Hub."""
+        AbacoBaseHandler.prepare(self)  # the 413 check
+        if self._refused or self.request.method == "OPTIONS":
+            return
+        self._principal = await self._hub_principal()
+        if self._principal is None:
+            self._refused = True
+            self._send(Response(401, envelope(None, Unauthorized().message, "error")))
+
+    async def _hub_principal(self) -> Principal | None:
         sent = bearer_token(self.request.headers, self.get_query_argument("token", None))
         nonce = nonce_only(self.request.query_arguments, self.request.headers)
         own = standalone_principal(
@@ -152,6 +171,24 @@ class WhoAmIHandler(HubOAuthenticated, web.RequestHandler):
         self.finish(json.dumps(shown))
 
 
+class HubPage(HubOAuthenticated, web.RequestHandler):
+    """``{prefix}``: the dashboard page (``dashboard_page``) for a user signed in through the Hub's
+    OAuth; an unknown visitor is sent to the Hub's login and back. It shows what that user may see."""
+
+    def initialize(self, hub_auth: HubOAuth, prefix: str) -> None:
+        self.hub_auth = hub_auth
+        self.prefix = prefix.rstrip("/")
+
+    def set_default_headers(self) -> None:
+        for key, value in SECURITY_HEADERS.items():
+            self.set_header(key, value)
+
+    @web.authenticated
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(render(self.prefix, "hub", xsrf=self.xsrf_token.decode()))
+
+
 def hub_routes(api: Any, token: str, max_body: int) -> tuple[list[Any], dict[str, Any]]:
     """The Tornado routes and settings of the service under the Hub's prefix."""
     env = hub_environment()
@@ -167,6 +204,7 @@ def hub_routes(api: Any, token: str, max_body: int) -> tuple[list[Any], dict[str
     }  # fmt: skip
     routes = [
         (prefix + "oauth_callback", HubOAuthCallbackHandler),
+        (prefix.rstrip("/") + "/?", HubPage, {"hub_auth": hub_auth, "prefix": prefix}),
         (prefix + "_abaco_nb/whoami", WhoAmIHandler, {"hub_auth": hub_auth, "hub_admins": admins}),
         (r".*", HubAbacoHandler, api_settings),
     ]

@@ -56,7 +56,8 @@ def remove_connection_file(path: str) -> None:
 def make_app(api: Api, token: str, hub: bool = False, page: bool = False) -> web.Application:
     """The routes: every path is the API; with ``page``, the dashboard page at ``/`` too (on TCP, where
     people are; not on the executions' unix socket). ``hub``: under the JupyterHub service's prefix,
-    with the Hub's OAuth callback (``server_ext.hub``; jupyterhub is imported only then; no page yet)."""
+    with the Hub's OAuth callback and the page behind the Hub's sign-in (``server_ext.hub``; jupyterhub
+    is imported only then)."""
     if hub:
         from .hub import hub_routes
 

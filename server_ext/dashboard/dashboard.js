@@ -1,5 +1,6 @@
 // The abaco-nb dashboard page: plain JavaScript over the Abaco routes (no build step).
-// window.ABACO_PAGE = {api: "/abaco" (Jupyter) | "" (standalone), auth: "jupyter" | "token"}.
+// window.ABACO_PAGE = {api: "/abaco" (Jupyter) | "" (standalone) | "/services/NAME" (JupyterHub),
+//                      auth: "jupyter" | "token" | "hub", xsrf (hub: sent with every call)}.
 "use strict";
 (function () {
   const cfg = window.ABACO_PAGE || { api: "", auth: "token" };
@@ -23,6 +24,8 @@
     const h = {};
     if (cfg.auth === "token") {
       h["Authorization"] = "Bearer " + (sessionStorage.getItem(TOKEN_KEY) || "");
+    } else if (cfg.auth === "hub") {
+      h["X-XSRFToken"] = cfg.xsrf || "";  // jupyterhub checks it on every cookie-authenticated fetch
     } else if (write) {
       const m = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
       if (m) h["X-XSRFToken"] = decodeURIComponent(m[1]);

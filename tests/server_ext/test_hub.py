@@ -112,7 +112,8 @@ def test_bobs_kernel_from_the_hub_spawner(hub: Hub) -> None:
 @pytest.mark.hub
 def test_dashboard_signs_in_through_the_hub(hub: Hub, tmp_path: Path) -> None:
     """Headless chromium opens a page of the service, is sent to the Hub's login, signs in as bob,
-    comes back through the OAuth callback, and the API then answers bob's cookie: only his actors."""
+    comes back through the OAuth callback, and the API then answers bob's cookie: only his actors;
+    the dashboard page at the service's root shows the same."""
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI"):
             pytest.fail(f"CI needs {CHROMIUM} (scripts/test installs Debian's chromium)")
@@ -145,6 +146,12 @@ def test_dashboard_signs_in_through_the_hub(hub: Hub, tmp_path: Path) -> None:
             post = {"method": "POST", "headers": {**xsrf, "Content-Type": "application/json"}, "body": body}
             status, created = page.evaluate(fetch, ["/services/abaco/actors", post])
             assert status == 200 and created["result"]["owner"] == "bob", created
+            # the dashboard page at the service's root, signed in by the same cookie: bob's actors only
+            page.goto(f"{hub.service}/")
+            page.wait_for_selector(f"#actors tr[data-id='{created['result']['id']}']", timeout=60_000)
+            assert page.locator(f"#actors tr[data-id='{hidden['id']}']").count() == 0
+            assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
+            page.screenshot(path=str(tmp_path / "dashboard.png"))
         finally:
             browser.close()
 
