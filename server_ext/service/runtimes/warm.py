@@ -91,6 +91,7 @@ CONTROL = "control.sock"
 RELAY = "results.sock"
 BINARY = "binary"
 MAX_DATAGRAM = 4 * 1024 * 1024
+RELAY_SEND_TIMEOUT = 30.0  # seconds a relayed datagram may wait for room at the execution's socket
 RETRY_UNSUPPORTED = 60.0  # seconds an image whose warm container failed to start gets fresh containers
 FUNC_RUNNER_CMD = ("-m", "abaco_nb.func_runner")
 
@@ -201,6 +202,9 @@ class _Relay:
         self.sock.bind(path)
         os.chmod(path, 0o777)  # any container uid may send
         self.out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        # Back-pressure as for a fresh container (a full collector makes the sender wait), but bounded:
+        # a collector that stopped reading must not hold the exit report of the execution forever.
+        self.out.settimeout(RELAY_SEND_TIMEOUT)
         self.closed = False
         threading.Thread(target=self._run, name=f"warm-relay {path}", daemon=True).start()
 
