@@ -49,7 +49,13 @@ def new_kernel(server: str, token: str) -> str:
 
 
 def execute(server: str, token: str, kernel_id: str, code: str, timeout: float = 180) -> CellOutput:
-    return asyncio.run(_execute(server, token, kernel_id, code, timeout))
+    """Run one cell. On a loop of its own, never made current: ``asyncio.run`` would leave the thread
+    without a current loop, which later tests' fixtures (pytest-jupyter's) still ask for."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(_execute(server, token, kernel_id, code, timeout))
+    finally:
+        loop.close()
 
 
 async def _execute(server: str, token: str, kernel_id: str, code: str, timeout: float) -> CellOutput:
