@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 
-from . import api_access, api_actor_configs, api_admin, api_search, guard, privilege
+from . import api_access, api_actor_configs, api_admin, api_search, guard, privilege, retention
 from .access_rules import required_level
 from .errors import AbacoError, Forbidden, MethodNotAllowed, NotFound
 from .models import COMPLETE, ERROR, Execution, parse_int
@@ -139,9 +139,19 @@ def purge_messages(service: Service, call: Call) -> Response:
 # -- executions ---------------------------------------------------------------------------------
 
 
+PAGE_OFFSET, PAGE_LIMIT = "_abaco_nb_offset", "_abaco_nb_limit"  # ours: a page of the plain list
+
+
 def list_executions(service: Service, call: Call) -> Response:
+    """Abaco's executions summary: totals over every execution (pruned ones too), and the ids and
+    summaries of the kept ones, oldest first, or of the page ``?_abaco_nb_offset=&_abaco_nb_limit=``."""
     actor = service.get_actor(call.params["actor_id"])
     executions = service.list_executions(actor.id)
+    pruned = service.store.pruned_totals(actor.id)  # retention: pruned executions still count
+    query = call.request.query
+    offset = parse_int(query.get(PAGE_OFFSET, ["0"])[-1], PAGE_OFFSET, minimum=0)
+    limit = parse_int(query[PAGE_LIMIT][-1], PAGE_LIMIT, minimum=0) if PAGE_LIMIT in query else None
+    shown = executions[retention.page([e.id for e in executions], offset, limit)]
     api = call.server
     result = {
         "_links": {
@@ -151,12 +161,12 @@ def list_executions(service: Service, call: Call) -> Response:
         "actor_id": actor.id,
         "api_server": api,
         "owner": actor.owner,
-        "total_executions": len(executions),
-        "total_cpu": sum(e.cpu for e in executions),
-        "total_io": sum(e.io for e in executions),
-        "total_runtime": sum(e.runtime for e in executions),
-        "ids": [e.id for e in executions],
-        "executions": [e.summary() for e in executions],
+        "total_executions": len(executions) + pruned.get("total_executions", 0),
+        "total_cpu": sum(e.cpu for e in executions) + pruned.get("total_cpu", 0),
+        "total_io": sum(e.io for e in executions) + pruned.get("total_io", 0),
+        "total_runtime": sum(e.runtime for e in executions) + pruned.get("total_runtime", 0),
+        "ids": [e.id for e in shown],
+        "executions": [e.summary() for e in shown],
     }
     return call.ok(result, "Actor executions retrieved successfully.")
 

@@ -38,7 +38,8 @@ class Query:
 
 def is_search(query: dict[str, list[str]]) -> bool:
     """Abaco turns a list route into a search when any query key other than its own is present."""
-    return any(key not in {"x-nonce", "case", "token", "wait", "_abaco_nb_all"} for key in query)
+    own = {"x-nonce", "case", "token", "wait", "_abaco_nb_all", "_abaco_nb_offset", "_abaco_nb_limit"}
+    return any(key not in own for key in query)
 
 
 def auto_type(text: str) -> Any:

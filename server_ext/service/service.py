@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
-from . import engine, lifecycle, private_files, privilege, strict_json
+from . import engine, lifecycle, private_files, privilege, retention, strict_json
 from .access_control import Access
 from .actor_configs import ActorConfigs
 from .automation import Automation
@@ -200,9 +200,21 @@ class Service:
                 self.store.purge_expired_logs(t)
                 self.store.purge_results_before(t - self.config.results_ttl)
                 self.store.purge_orphan_executions()
+                self.prune_executions(t)
                 self.remove_idle_executors(t)
             except Exception:
                 log.exception("janitor pass failed")
+
+    def prune_executions(self, t: float) -> int:
+        """Apply the execution retention (``retention``): count and age per actor, totals kept."""
+        rule = retention.Retention(self.config.executions_kept_per_actor, self.config.executions_max_age)
+        pruned = 0
+        for actor in self.store.list_actors():
+            doomed = retention.to_prune(self.store.list_executions(actor.id), rule, t)
+            if doomed:
+                self.store.prune_executions(actor.id, [e.id for e in doomed], retention.totals_of(doomed))
+                pruned += len(doomed)
+        return pruned
 
     def remove_idle_executors(self, t: float) -> list[str]:
         """Delete actors registered by an AbacoExecutor (hint ``abaco_nb_executor``) that have had

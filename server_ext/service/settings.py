@@ -132,6 +132,12 @@ class ServiceConfig:
         "/var/run/docker.sock",
         "Swarm runtime: path of the Docker socket on the nodes (the agent reads exit states).",
     )
+    executions_kept_per_actor: int = setting(
+        1000, "Finished executions kept per actor, newest first; older ones are pruned (0: no count limit)."
+    )
+    executions_max_age: float = setting(
+        30 * 24 * 3600.0, "Seconds a finished execution is kept (default 30 days; 0: no age limit)."
+    )
     max_connections: int = setting(
         2048,
         "Open HTTP connections at most; beyond it the one waiting longest for its headers is closed "

@@ -771,6 +771,28 @@ class Store:
             grants.setdefault(target, {})[user] = level
         return grants
 
+    def prune_executions(self, actor_id: str, ids: list[str], totals: dict[str, int]) -> None:
+        """Delete these finished executions (with their logs, results and payloads) and add them to the
+        actor's pruned totals, in one transaction (``retention``)."""
+        key = f"pruned_totals:{actor_id}"
+        marks = ",".join("?" * len(ids))
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            kept = json.loads(row[0]) if row else {}
+            merged = {name: int(kept.get(name, 0)) + int(value) for name, value in totals.items()}
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(merged)))
+            for table in ("logs", "results", "payloads"):
+                db.execute(f"DELETE FROM {table} WHERE execution_id IN ({marks})", ids)
+            db.execute(
+                f"DELETE FROM executions WHERE actor_id=? AND status IN ('COMPLETE', 'ERROR') AND id IN ({marks})",
+                [actor_id, *ids],
+            )
+
+    def pruned_totals(self, actor_id: str) -> dict[str, int]:
+        """What the actor's pruned executions add to its totals (``retention.TOTALS``)."""
+        value = self.get_meta(f"pruned_totals:{actor_id}")
+        return {k: int(v) for k, v in json.loads(value).items()} if value else {}
+
     def purge_orphan_executions(self) -> int:
         """Finished executions (and their logs and results) whose actor was deleted while they ran."""
         orphans = (
