@@ -63,6 +63,7 @@ def make_runtime(config: ServiceConfig) -> Runtime:
                 agent_image=config.swarm_agent_image, agent_docker_socket=config.swarm_node_docker_socket,
                 # kept across restarts (the run dir is fresh per start), private beside the database
                 state_dir=config.db_path + ".state", default_mem_limit=config.default_mem_limit or "2g",
+                warm_idle_seconds=config.warm_idle_seconds,
             )  # fmt: skip
         except Exception as exc:
             raise AbacoError(f"--runtime swarm, but no Docker engine answers: {exc}", 500) from exc

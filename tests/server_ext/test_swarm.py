@@ -170,7 +170,14 @@ def _square(x):
     return x * x
 
 
-def test_our_executor_map(served):
+def _warm_tasks(cluster: Cluster, actor_id: str) -> list:
+    """The actor's warm tasks: swarm jobs labelled ``abaco-nb.role=warm`` (runtimes/swarm_warm.py)."""
+    return cluster.manager.client().services.list(
+        filters={"label": ["abaco-nb.role=warm", f"abaco-nb.actor_id={actor_id}"]}
+    )
+
+
+def test_our_executor_map_in_warm_tasks_on_both_nodes(served, cluster):
     from abaco_nb.client import Client
     from abaco_nb.executor import AbacoExecutor
 
@@ -181,14 +188,61 @@ def test_our_executor_map(served):
     try:
         futures = ex.map(_square, range(40), chunksize=5)
         assert [f.result(timeout=180) for f in futures] == [[x * x] for x in range(40)]
+        more = ex.map(_square, range(40, 80), chunksize=5)  # the same warm tasks again
+        assert [f.result(timeout=180) for f in more] == [[x * x] for x in range(40, 80)]
         executions = served.session.get(served.api(f"/actors/{ex.actor_id}/executions")).json()["result"]
-        nodes = {
-            served.session.get(served.api(f"/actors/{ex.actor_id}/executions/{e['id']}")).json()["result"][
-                "node"
-            ]
+        records = [
+            served.session.get(served.api(f"/actors/{ex.actor_id}/executions/{e['id']}")).json()["result"]
             for e in executions["executions"]
-        }
-        assert nodes == NODES
+        ]
+        assert {r["node"] for r in records} == NODES
+        assert all(r["status"] == "COMPLETE" and r["exit_code"] == 0 for r in records), records
+        tasks = _warm_tasks(cluster, ex.actor_id)
+        # 16 executions ran in a few long-lived jobs (a worker's task, a spare), not 16 jobs
+        assert 1 <= len(tasks) < len(records) == 16, (len(tasks), len(records))
+        assert {t.attrs["Spec"]["Labels"]["abaco-nb.node"] for t in tasks} == NODES
+        jobs = cluster.manager.client().services.list(filters={"label": f"abaco-nb.actor_id={ex.actor_id}"})
+        assert {j.attrs["Spec"]["Labels"].get("abaco-nb.role") for j in jobs} == {"warm"}
+    finally:
+        ex.delete()
+    assert _warm_tasks(cluster, ex.actor_id) == []  # the actor's deletion ends its warm tasks
+
+
+def _nap(seconds: float) -> float:
+    print("call started", flush=True)
+    time.sleep(seconds)
+    return seconds
+
+
+def _hog_mb(mb: int) -> int:
+    blocks = [b"x" * (16 << 20) for _ in range(mb // 16)]
+    return len(blocks)
+
+
+def test_cancel_and_oom_of_warm_calls(served, cluster):
+    from abaco_nb import OutOfMemoryError
+    from abaco_nb.client import Client
+    from abaco_nb.executor import AbacoExecutor
+
+    client = Client(served.url, served.token)
+    ex = AbacoExecutor(client, image=expected_func_image(), max_workers=1, progress=False, mem_limit="128m")
+    try:
+        assert ex.submit(_square, 3).result(timeout=180) == [9]  # its worker's warm task is up
+        call = ex.submit(_nap, 120)
+        deadline = time.monotonic() + 60
+        while "call started" not in client.logs(ex.actor_id, call.execution_id):  # live logs from the node
+            assert time.monotonic() < deadline, "the call never started"
+            time.sleep(0.1)
+        assert call.cancel()
+        done = client.execution(ex.actor_id, call.execution_id, wait=60)
+        assert done.status in ("COMPLETE", "ERROR") and done.final_state["ExitCode"] in (137, 143), done
+        with pytest.raises(OutOfMemoryError, match="mem_limit=128m"):
+            ex.submit(_hog_mb, 1024).result(timeout=120)
+        assert ex.submit(_square, 4).result(timeout=120) == [16]  # the warm task serves on
+        executions = client.executions(ex.actor_id)["executions"]
+        oom = [client.execution(ex.actor_id, e["id"]) for e in executions]
+        assert [e.final_state["OOMKilled"] for e in oom].count(True) == 1
+        assert len(_warm_tasks(cluster, ex.actor_id)) <= 2  # all of it in the worker's task (and a spare)
     finally:
         ex.delete()
 

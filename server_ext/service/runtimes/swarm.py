@@ -21,6 +21,8 @@ container through the agent (Docker's stop on the node: SIGTERM, SIGKILL after t
 keeps its exit code and its logs; a job not yet running is removed. Everything carries the labels of
 the docker runtime plus the node, so after a ``kill -9`` the restarted service finds its jobs by label,
 re-attaches, and points the agents at its new callback address; the agents kept the results meanwhile.
+Executor actors' executions (``RunSpec.warm``) run in *warm tasks* instead: one long-lived job per busy
+worker forking each execution inside, the docker runtime's warm containers on a node (``swarm_warm``).
 Why picking the node ourselves: the prepared files must exist on the node before the container is
 created (swarm 20.10 refuses a bind mount whose source is missing and cannot create it), and only a
 node chosen in advance can be prepared in advance.
@@ -34,6 +36,7 @@ import json
 import logging
 import os
 import secrets
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -60,6 +63,8 @@ from .base import (
 from .docker import DEFAULT_CAP_DROP
 from .swarm_relay import Relay, Target
 from .swarm_spec import LABEL_API, LABEL_NODE, LABEL_NODE_ADDR, LABEL_RESULTS, LABEL_ROLE, Node
+from .swarm_warm import ROLE_WARM, SwarmWarmPool
+from .warm import WarmUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +98,7 @@ class SwarmRuntime:
         cap_drop: tuple[str, ...] | list[str] = DEFAULT_CAP_DROP,
         poll_interval: float = 0.1,
         agent_timeout: float = 180.0,
+        warm_idle_seconds: float = 300.0,
     ) -> None:
         self.client = client or docker.from_env(timeout=120)
         self.api = self.client.api
@@ -118,6 +124,7 @@ class SwarmRuntime:
         self._load: dict[str, int] = {}
         self._turn = 0
         self._swept = False
+        self.warm = SwarmWarmPool(self, tempfile.mkdtemp(prefix="abnb-swarm-warm-"), warm_idle_seconds)
 
     # -----------------------------------------------------------------------------------------------------
     # The swarm side: relay, networks, agent (once per service id)
@@ -313,11 +320,11 @@ class SwarmRuntime:
             conn.close()
 
     def _prepare(
-        self, node: Node, execution_id: str, binary: bytes | None, deadline: float
+        self, node: Node, execution_id: str, binary: bytes | None, deadline: float, warm: bool = False
     ) -> dict[str, Any]:
         """Ask ``node``'s agent to prepare; the agent may still be starting (its image being pulled)."""
         assert self._relay is not None
-        query = urllib.parse.urlencode({"callback": self._relay.address})
+        query = urllib.parse.urlencode({"callback": self._relay.address, **({"warm": "1"} if warm else {})})
         headers = {"X-Abaco-Binary": "1" if binary is not None else "0"}
         last = ""
         while True:
@@ -366,7 +373,8 @@ class SwarmRuntime:
             self._relay.targets[run.execution_id] = Target(results_socket, api_socket)
 
     def release_actor(self, actor_id: str) -> None:
-        """Nothing is kept per actor: each execution is its own service task."""
+        """The actor was deleted or has a new revision: its warm tasks go now, not when idle."""
+        self.warm.release_actor(actor_id)
 
     def image_versions(self, image: str) -> dict[str, str] | None:
         """The versions the image's labels declare, read on the manager through its registry."""
@@ -397,25 +405,16 @@ class SwarmRuntime:
         if spec.privileged:
             raise RuntimeFailure("privileged actors cannot run on the swarm runtime (swarm services of "
                                 "Docker 20.10 have no privileged mode)")  # fmt: skip
-        candidates = swarm_spec.eligible(self.nodes(), spec.queue)
-        if not candidates:
-            candidates = swarm_spec.eligible(self.nodes(fresh=True), spec.queue)
-        if not candidates:
-            queue = swarm_spec.queue_of(spec.queue)
-            raise RuntimeFailure(
-                f"no ready swarm node for queue {queue!r}: label one with `docker node update --label-add "
-                f"{swarm_spec.QUEUE_LABEL}={queue} NODE`"
-                if queue
-                else "no ready swarm node"
-            )
+        if spec.warm and swarm_spec.eligible(self.nodes(), spec.queue):  # else the fresh path says why
+            try:
+                return self.warm.start(spec, self._warm_key(spec), dict)
+            except WarmUnavailable as exc:
+                log.warning("execution %s in a fresh job: %s", spec.execution_id, exc)
         binary = None
         if spec.binary_path:
             with open(spec.binary_path, "rb") as f:
                 binary = f.read()
-        with self._lock:
-            node = swarm_spec.choose_node(candidates, self._load, self._turn)
-            self._turn += 1
-            self._load[node.id] = self._load.get(node.id, 0) + 1
+        node = self._place(spec)
         try:
             files = self._prepare(node, spec.execution_id, binary, time.monotonic() + self.agent_timeout)
             self._relay.targets[spec.execution_id] = Target(spec.results_socket, spec.api_socket)
@@ -424,13 +423,10 @@ class SwarmRuntime:
                 LABEL_WORKER: spec.worker_id, LABEL_NODE: node.hostname, LABEL_NODE_ADDR: node.addr,
                 LABEL_RESULTS: spec.results_socket or "", LABEL_API: spec.api_socket or "",
             }  # fmt: skip
-            network = self._networks[False]
-            if spec.network:
-                network = self._networks.get(True) or self._network(spec.service_id, internal=False)
-                self._networks[True] = network
             kwargs = swarm_spec.job_spec(
                 name=swarm_spec.service_name(spec.execution_id), image=self.image_ref(spec.image),
-                environment=spec.environment, labels=labels, node=node, queue=spec.queue, network_id=network,
+                environment=spec.environment, labels=labels, node=node, queue=spec.queue,
+                network_id=self._network_for(spec),
                 files={"results": files.get("results", "") if spec.results_socket else "",
                        "api": files.get("api", "") if spec.api_socket else "",
                        "binary": files.get("binary", "") if binary is not None else ""},
@@ -459,6 +455,39 @@ class SwarmRuntime:
         extra = {"node": node.hostname, "node_id": node.id, "addr": node.addr, "image": spec.image}
         return RunningRef(execution_id=spec.execution_id, ref=str(created["ID"]), extra=extra)
 
+    def _warm_key(self, spec: RunSpec) -> tuple[Any, ...]:
+        """Executions share a warm task only when a fresh job would be made the same way."""
+        mounts = tuple(sorted(tuple(sorted(m.items())) for m in spec.mounts))
+        return (spec.actor_id, spec.image, spec.mem_limit, spec.max_cpus, spec.network, spec.user,
+                swarm_spec.queue_of(spec.queue), spec.api_socket, mounts)  # fmt: skip
+
+    def _network_for(self, spec: RunSpec) -> str:
+        """The internal jobs network, or the one with egress when the actor asks for a network."""
+        if not spec.network:
+            return self._networks[False]
+        network = self._networks.get(True) or self._network(spec.service_id, internal=False)
+        self._networks[True] = network
+        return network
+
+    def _place(self, spec: RunSpec) -> Node:
+        """The node for an execution or a warm task (counted in the node's load until released)."""
+        candidates = swarm_spec.eligible(self.nodes(), spec.queue)
+        if not candidates:
+            candidates = swarm_spec.eligible(self.nodes(fresh=True), spec.queue)
+        if not candidates:
+            queue = swarm_spec.queue_of(spec.queue)
+            raise RuntimeFailure(
+                f"no ready swarm node for queue {queue!r}: label one with `docker node update --label-add "
+                f"{swarm_spec.QUEUE_LABEL}={queue} NODE`"
+                if queue
+                else "no ready swarm node"
+            )
+        with self._lock:
+            node = swarm_spec.choose_node(candidates, self._load, self._turn)
+            self._turn += 1
+            self._load[node.id] = self._load.get(node.id, 0) + 1
+        return node
+
     def _release(self, execution_id: str, node: Node | None) -> None:
         if self._relay is not None:
             self._relay.targets.pop(execution_id, None)
@@ -479,6 +508,8 @@ class SwarmRuntime:
             raise RuntimeFailure(f"cannot read the tasks of swarm job {run.ref[:12]}: {exc}") from exc
 
     def wait(self, run: RunningRef, timeout: float) -> ExitInfo | None:
+        if run.extra.get("warm"):
+            return self.warm.wait(run, timeout)
         cached = run.extra.get("exit")
         if cached is not None:
             return cached  # type: ignore[no-any-return]
@@ -522,6 +553,8 @@ class SwarmRuntime:
         return ExitInfo(exit_code=code, final_state=final)
 
     def logs(self, run: RunningRef) -> str:
+        if run.extra.get("warm"):
+            return self.warm.logs(run)
         try:
             chunks = self.api.service_logs(run.ref, stdout=True, stderr=True, follow=False, is_tty=False)
             text = b"".join(chunks).decode("utf-8", "replace")
@@ -533,6 +566,9 @@ class SwarmRuntime:
         return text
 
     def stop(self, run: RunningRef, grace: float = 10.0) -> None:
+        if run.extra.get("warm"):
+            self.warm.stop(run, grace)
+            return
         task = self._task(run)
         state = swarm_spec.task_state(task)
         container = swarm_spec.task_container(task)
@@ -557,6 +593,9 @@ class SwarmRuntime:
         run.extra["removed_early"] = True
 
     def remove(self, run: RunningRef) -> None:
+        if run.extra.get("warm"):
+            self.warm.remove(run)
+            return
         try:
             self.api.remove_service(run.ref)
         except docker.errors.NotFound:
@@ -580,8 +619,15 @@ class SwarmRuntime:
     def _find_leftovers(self, service_id: str) -> list[Leftover]:
         self._ensure(service_id)
         found = []
+        ours = set(self.warm.container_ids())
         for service in self.api.services(filters={"label": f"{LABEL_SERVICE}={service_id}"}):
             labels = service["Spec"].get("Labels") or {}
+            if labels.get(LABEL_ROLE) == ROLE_WARM and service["ID"] not in ours:  # an earlier run's
+                try:
+                    self.api.remove_service(service["ID"])
+                except docker.errors.NotFound:
+                    pass
+                continue
             if labels.get(LABEL_ROLE) or not labels.get(LABEL_EXECUTION):
                 continue
             task = swarm_spec.latest_task(self.api.tasks(filters={"service": service["ID"]}))
@@ -591,7 +637,7 @@ class SwarmRuntime:
                                   running=state not in swarm_spec.TASK_TERMINAL, started=started))  # fmt: skip
         if not self._swept:  # the first look after a start: nothing of ours is starting yet
             self._swept = True
-            self._sweep_agents({lo.execution_id for lo in found})
+            self._sweep_agents({lo.execution_id for lo in found} | self.warm.task_ids())
         return found
 
     def _sweep_agents(self, keep: set[str]) -> None:
@@ -632,6 +678,8 @@ class SwarmRuntime:
         return RunningRef(execution_id=leftover.execution_id, ref=leftover.ref, extra=extra)
 
     def close(self) -> None:
+        """The service is stopping: no warm task outlives it."""
+        self.warm.close()
         if self._relay is not None:
             self._relay.close()
             self._relay = None

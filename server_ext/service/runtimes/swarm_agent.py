@@ -23,6 +23,15 @@ read from the node's Docker, which task status lacks: ``OOMKilled``, times, erro
 with its exit code and its logs, which removing the service would lose), ``DELETE /executions/<eid>``
 and ``GET /executions``. Docker calls only ever touch containers labelled with the execution's id.
 
+A *warm task* (``PUT /executions/<wid>?warm=1``, see ``swarm_warm``) is prepared the same way with one
+more socket, ``control.sock``, whose connections are tunnelled to ``CONNECT /control/<wid>`` of the
+service (the warm pool's zygote protocol, unchanged); its directory is the task's worker directory
+(children's logs), so it is world-writable, and its binary file is rewritten in place per execution
+(``PUT /executions/<wid>/binary``: the bind mount holds the inode). ``GET``/``DELETE
+/executions/<wid>/log?name=<eid>.log`` read and drop a child's log, ``POST
+/executions/<wid>/oom?container=<id>&python=<path>`` reads the task container's memory-cgroup
+``oom_kill`` count from inside it (``docker exec``: the cgroup is the container's own there).
+
 Standard library only: it runs on the executor image's Python, whatever the node has.
 """
 
@@ -67,10 +76,13 @@ class _UnixHTTP(http.client.HTTPConnection):
         self.sock.connect(self._path)
 
 
-def docker(method: str, path: str, timeout: float = 60) -> tuple[int, object]:
+def docker(method: str, path: str, timeout: float = 60, body: object = None) -> tuple[int, object]:
     conn = _UnixHTTP(os.environ.get("ABACO_NB_AGENT_DOCKER", "/var/run/docker.sock"), timeout)
     try:
-        conn.request(method, path)
+        if body is None:
+            conn.request(method, path)
+        else:
+            conn.request(method, path, json.dumps(body), {"Content-Type": "application/json"})
         response = conn.getresponse()
         body = response.read()
         try:
@@ -84,19 +96,22 @@ def docker(method: str, path: str, timeout: float = 60) -> tuple[int, object]:
 class Execution:
     """One prepared execution: its directory, the results relay and the API tunnel listener."""
 
-    def __init__(self, agent: Agent, eid: str, callback: str, binary: bytes | None) -> None:
-        self.agent, self.eid, self.callback = agent, eid, callback
+    def __init__(
+        self, agent: Agent, eid: str, callback: str, binary: bytes | None, warm: bool = False
+    ) -> None:
+        self.agent, self.eid, self.callback, self.warm = agent, eid, callback, warm
         self.dir = os.path.join(agent.root, eid)
         os.makedirs(self.dir, mode=0o755, exist_ok=True)
-        os.chmod(self.dir, 0o755)
+        os.chmod(self.dir, 0o777 if warm else 0o755)  # a warm task's children write their logs here
         self.binary_path = os.path.join(self.dir, "binary")
         with open(self.binary_path + ".tmp", "wb") as f:
             f.write(binary or b"")
-        os.chmod(self.binary_path + ".tmp", 0o444)
+        os.chmod(self.binary_path + ".tmp", 0o644 if warm else 0o444)
         os.replace(self.binary_path + ".tmp", self.binary_path)
         self.results_path = os.path.join(self.dir, "results.sock")
         self.api_path = os.path.join(self.dir, "api.sock")
-        for path in (self.results_path, self.api_path):
+        self.control_path = os.path.join(self.dir, "control.sock")
+        for path in (self.results_path, self.api_path, self.control_path):
             if os.path.exists(path):
                 os.unlink(path)
         self.results = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -111,11 +126,22 @@ class Execution:
         self.api.bind(self.api_path)
         os.chmod(self.api_path, 0o777)
         self.api.listen(64)
+        self.control: socket.socket | None = None
+        if warm:
+            self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.control.bind(self.control_path)
+            os.chmod(self.control_path, 0o777)
+            self.control.listen(4)
         self.pending: list[bytes] = []
         self.lock = threading.Lock()  # one delivery at a time, in order
         self.closed = threading.Event()
+        if self.control is not None:
+            threading.Thread(target=self._api_loop, args=(self.control, "control"), daemon=True,
+                             name=f"control-{eid}").start()  # fmt: skip
         threading.Thread(target=self._results_loop, daemon=True, name=f"results-{eid}").start()
-        threading.Thread(target=self._api_loop, daemon=True, name=f"api-{eid}").start()
+        threading.Thread(
+            target=self._api_loop, args=(self.api, "api"), daemon=True, name=f"api-{eid}"
+        ).start()
 
     # -- results ------------------------------------------------------------------------------------
 
@@ -164,15 +190,21 @@ class Execution:
 
     # -- API tunnel ---------------------------------------------------------------------------------
 
-    def _api_loop(self) -> None:
+    def _api_loop(self, listener: socket.socket, kind: str) -> None:
         while not self.closed.is_set():
             try:
-                conn, _ = self.api.accept()
+                conn, _ = listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._tunnel, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._tunnel, args=(conn, kind), daemon=True).start()
 
-    def _tunnel(self, inner: socket.socket) -> None:
+    def write_binary(self, data: bytes) -> None:
+        """A warm task's next execution: the same inode, new content."""
+        with open(self.binary_path, "r+b") as f:
+            f.truncate(0)
+            f.write(data)
+
+    def _tunnel(self, inner: socket.socket, kind: str = "api") -> None:
         try:
             host, port = self.callback.rsplit(":", 1)
             outer = socket.create_connection((host, int(port)), timeout=30)
@@ -182,7 +214,7 @@ class Execution:
             return
         try:
             outer.sendall(
-                f"CONNECT /api/{self.eid} HTTP/1.1\r\nHost: {self.callback}\r\n"
+                f"CONNECT /{kind}/{self.eid} HTTP/1.1\r\nHost: {self.callback}\r\n"
                 f"Authorization: Bearer {self.agent.token}\r\n\r\n".encode()
             )
             head = b""
@@ -207,7 +239,9 @@ class Execution:
     def close(self) -> None:
         self.closed.set()
         self.deliver()
-        for sock in (self.results, self.api):
+        for sock in (self.results, self.api, self.control):
+            if sock is None:
+                continue
             try:
                 sock.close()
             except OSError:
@@ -268,13 +302,13 @@ class Agent:
                     raise
         raise OSError("unreachable")
 
-    def prepare(self, eid: str, callback: str, binary: bytes | None) -> Execution:
+    def prepare(self, eid: str, callback: str, binary: bytes | None, warm: bool = False) -> Execution:
         with self.lock:
             execution = self.executions.get(eid)
             if execution is not None:  # the service restarted: its callback may have moved
                 execution.callback = callback
                 return execution
-            execution = self.executions[eid] = Execution(self, eid, callback, binary)
+            execution = self.executions[eid] = Execution(self, eid, callback, binary, warm)
             return execution
 
     def drop(self, eid: str) -> None:
@@ -284,6 +318,26 @@ class Agent:
             execution.close()
         else:
             shutil.rmtree(os.path.join(self.root, eid), ignore_errors=True)
+
+
+LOG_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}\.log$")
+OOM_PROBE = (
+    "import os\n"
+    "for p in ('/sys/fs/cgroup/memory.events', '/sys/fs/cgroup/memory/memory.oom_control'):\n"
+    "    if os.path.exists(p):\n"
+    "        print(open(p).read())\n"
+)
+
+
+def oom_kills_inside(container: str, python: str) -> int | None:
+    """The ``oom_kill`` count of the container's memory cgroup, read inside it (``docker exec``)."""
+    status, created = docker("POST", f"/containers/{container}/exec", 30,
+                             {"Cmd": [python, "-c", OOM_PROBE], "AttachStdout": True, "AttachStderr": False})  # fmt: skip
+    if status != 201 or not isinstance(created, dict):
+        return None
+    _, out = docker("POST", f"/exec/{created['Id']}/start", 30, {"Detach": False, "Tty": False})
+    found = re.search(r"oom_kill (\d+)", out if isinstance(out, str) else json.dumps(out))
+    return int(found.group(1)) if found else None
 
 
 def container_of(eid: str, container: str) -> dict | None:
@@ -330,11 +384,35 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
+    def _raw(self, status: int, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _log_path(self, parts: list[str], query: dict[str, str]) -> str | None:
+        """``/executions/<wid>/log?name=<eid>.log`` of a prepared warm task, else None (404 sent)."""
+        execution = self.agent.executions.get(parts[1]) if len(parts) == 3 and parts[2] == "log" else None
+        if execution is None or not execution.warm or not LOG_NAME.match(query.get("name", "")):
+            self._reply(404, {"message": "no such warm task or log name"})
+            return None
+        return os.path.join(execution.dir, query["name"])
+
     def do_GET(self) -> None:
         route = self._route()
         if route is None:
             return
-        parts, _ = route
+        parts, query = route
+        if len(parts) == 3 and parts[0] == "executions":
+            path = self._log_path(parts, query)
+            if path is not None:
+                try:
+                    with open(path, "rb") as f:
+                        self._raw(200, f.read())
+                except FileNotFoundError:
+                    self._raw(200, b"")
+            return
         if parts == ["executions"]:
             self._reply(200, {"node": self.agent.node, "executions": sorted(self.agent.executions)})
         elif parts == ["health"]:
@@ -348,12 +426,20 @@ class Handler(BaseHTTPRequestHandler):
             return
         parts, query = route
         body = self._body()
+        if len(parts) == 3 and parts[0] == "executions" and parts[2] == "binary":
+            execution = self.agent.executions.get(parts[1])
+            if execution is None or not execution.warm:
+                self._reply(404, {"message": "no such warm task"})
+                return
+            execution.write_binary(body)
+            self._reply(200, {"size": len(body)})
+            return
         if len(parts) != 2 or parts[0] != "executions" or ":" not in query.get("callback", ""):
             self._reply(400, {"message": "PUT /executions/<eid>?callback=host:port"})
             return
         binary = body if self.headers.get("X-Abaco-Binary") == "1" else None
         try:
-            execution = self.agent.prepare(parts[1], query["callback"], binary)
+            execution = self.agent.prepare(parts[1], query["callback"], binary, query.get("warm") == "1")
         except OSError as exc:
             self._reply(500, {"message": f"cannot prepare {parts[1]}: {exc}"})
             return
@@ -376,6 +462,14 @@ class Handler(BaseHTTPRequestHandler):
             info = container_of(eid, query.get("container", ""))
             state = {k: (info.get("State") or {}).get(k) for k in STATE_KEYS} if info else None
             self._reply(200, {"delivered": delivered, "state": state})
+        elif action == "oom":
+            python = query.get("python", "python3")
+            if container_of(eid, query.get("container", "")) is None or not python.startswith(
+                ("/", "python")
+            ):
+                self._reply(404, {"message": "no such container of this warm task on this node"})
+                return
+            self._reply(200, {"oom_kill": oom_kills_inside(query["container"], python)})
         elif action == "stop":
             if container_of(eid, query.get("container", "")) is None:
                 self._reply(404, {"message": "no such container of this execution on this node"})
@@ -390,7 +484,16 @@ class Handler(BaseHTTPRequestHandler):
         route = self._route()
         if route is None:
             return
-        parts, _ = route
+        parts, query = route
+        if len(parts) == 3 and parts[0] == "executions":
+            path = self._log_path(parts, query)
+            if path is not None:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                self._reply(200, {"removed": query["name"]})
+            return
         if len(parts) != 2 or parts[0] != "executions":
             self._reply(404, {"message": "no such route"})
             return

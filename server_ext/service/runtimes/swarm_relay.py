@@ -11,6 +11,8 @@ API can stay on loopback. Every request carries the agent token. Two routes:
 - ``CONNECT /api/<eid>``: a byte tunnel to the service's own API unix socket. The bytes are the
   container's HTTP requests with its execution token; the service authenticates them as it does for a
   container on the docker runtime.
+- ``CONNECT /control/<wid>``: a warm task's zygote connecting to its pool (``swarm_warm``): a byte
+  tunnel to the pool's local control listener.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Target:
 
     results_socket: str | None
     api_socket: str | None
+    control_socket: str | None = None  # a warm task's: the warm pool's control listener (swarm_warm)
 
 
 class Relay:
@@ -79,13 +82,16 @@ class Relay:
                 if not self._authorised():
                     return
                 parts = [p for p in self.path.split("/") if p]
-                target = relay.targets.get(parts[1]) if len(parts) == 2 and parts[0] == "api" else None
-                if target is None or not target.api_socket:
+                target = relay.targets.get(parts[1]) if len(parts) == 2 else None
+                path = None
+                if target is not None:
+                    path = {"api": target.api_socket, "control": target.control_socket}.get(parts[0])
+                if not path:
                     self._reply(404, b"no such execution")
                     return
                 inner = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 try:
-                    inner.connect(target.api_socket)
+                    inner.connect(path)
                 except OSError as exc:
                     inner.close()
                     self._reply(502, str(exc).encode())

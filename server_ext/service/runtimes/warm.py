@@ -248,7 +248,10 @@ class _Relay:
 
 class WarmContainer(Zygote):
     """A zygote that lives in a container: started by creating the container, spoken to over the
-    control socket in its worker directory."""
+    control socket in its worker directory. The three methods that touch Docker (``_launch``,
+    ``_container_logs``, ``_end``) are the only ones the swarm runtime's warm tasks replace."""
+
+    start_timeout = zygote.START_TIMEOUT  # seconds from creating the container to its zygote's "ready"
 
     def __init__(
         self, pool: WarmPool, key: tuple[Any, ...], create: dict[str, Any], facts: ImageFacts, wdir: str
@@ -278,19 +281,12 @@ class WarmContainer(Zygote):
         listener.bind(control)
         os.chmod(control, 0o777)
         listener.listen(1)
-        listener.settimeout(zygote.START_TIMEOUT)
-        api = self.pool.api
+        listener.settimeout(self.start_timeout)
         try:
+            proc = self._launch()
             try:
-                container = api.create_container(**self.create)
-            except docker.errors.APIError as exc:
-                raise OSError(f"cannot create a warm container: {exc.explanation or exc}") from exc
-            self.container_id = container["Id"]
-            proc = _ContainerProc(api, self.container_id)
-            try:
-                api.start(self.container_id)
                 conn, _ = listener.accept()
-            except (docker.errors.APIError, OSError) as exc:
+            except OSError as exc:
                 tail = self._container_logs()
                 proc.kill()
                 raise OSError(f"the warm container did not start ({exc}){tail}") from exc
@@ -318,6 +314,28 @@ class WarmContainer(Zygote):
             target=self._read, args=(proc, conn, reader), name=f"warm-{self.container_id[:12]}", daemon=True
         ).start()
 
+    def _launch(self) -> Any:
+        """Create and start the container; its process handle (wait, poll, kill) for :class:`Zygote`."""
+        api = self.pool.api
+        try:
+            container = api.create_container(**self.create)
+        except docker.errors.APIError as exc:
+            raise OSError(f"cannot create a warm container: {exc.explanation or exc}") from exc
+        self.container_id = container["Id"]
+        proc = _ContainerProc(api, self.container_id)
+        try:
+            api.start(self.container_id)
+        except docker.errors.APIError as exc:
+            tail = self._container_logs()
+            proc.kill()
+            raise OSError(f"the warm container did not start ({exc}){tail}") from exc
+        return proc
+
+    def _end(self) -> None:
+        """Remove the container (and return once it is gone)."""
+        if self.container_id:
+            _ContainerProc(self.pool.api, self.container_id).kill()
+
     def _container_logs(self) -> str:
         try:
             text = self.pool.api.logs(self.container_id, stdout=True, stderr=True).decode("utf-8", "replace")
@@ -342,8 +360,7 @@ class WarmContainer(Zygote):
     def discard(self) -> None:
         """End the container (closing the control socket makes the zygote exit; remove to be sure)."""
         self.close()
-        if self.container_id:
-            _ContainerProc(self.pool.api, self.container_id).kill()
+        self._end()
         self.relay.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -564,9 +581,8 @@ class WarmPool:
         container.relay.target = spec.results_socket
         log_name = f"{spec.execution_id}.log"
         run = _WarmRun(container, spec.execution_id, os.path.join(container.dir, log_name), time.time(),
-                       oom_kills(container.container_id))  # fmt: skip
-        open(run.log_path, "wb").close()
-        os.chmod(run.log_path, 0o666)
+                       self._oom_kills(container, before=True))  # fmt: skip
+        self._new_log(run)
         argv = None if container.facts.func else container.facts.argv
         try:
             run.pid = container.spawn(spec.execution_id, env, container.facts.workdir,
@@ -579,10 +595,39 @@ class WarmPool:
             raise RuntimeFailure(f"The warm container failed while starting the execution: {exc}.") from exc
         with self._lock:
             self._runs[spec.execution_id] = run
-        return RunningRef(spec.execution_id, container.container_id, {"warm": True, "log_path": run.log_path})
+        extra = {"warm": True, "log_path": run.log_path, **self._ref_extra(container)}
+        return RunningRef(spec.execution_id, container.container_id, extra)
 
-    @staticmethod
-    def _load_binary(container: WarmContainer, path: str | None) -> None:
+    # -- where the swarm runtime's warm tasks differ (runtimes/swarm_warm.py): files on another machine
+
+    def _ref_extra(self, container: WarmContainer) -> dict[str, Any]:
+        return {}
+
+    def _new_log(self, run: _WarmRun) -> None:
+        open(run.log_path, "wb").close()
+        os.chmod(run.log_path, 0o666)
+
+    def _drop_log(self, run: _WarmRun) -> None:
+        try:
+            os.unlink(run.log_path)
+        except FileNotFoundError:
+            pass
+
+    def _oom_kills(self, container: WarmContainer, before: bool) -> int | None:
+        """The container's OOM-kill count (``before``: as an execution starts)."""
+        return oom_kills(container.container_id)
+
+    def _pid1_oom(self, container: WarmContainer) -> bool:
+        """Whether the container itself (its PID 1) was OOM-killed, by its Docker state."""
+        try:
+            return bool(self.api.inspect_container(container.container_id)["State"].get("OOMKilled"))
+        except (docker.errors.APIError, requests.exceptions.RequestException):  # removed, or no Docker
+            return False
+
+    def _flush(self, container: WarmContainer) -> None:
+        """The execution exited: make its results reach the relay before it is drained."""
+
+    def _load_binary(self, container: WarmContainer, path: str | None) -> None:
         """Replace the content of the bound file in place (the bind mount holds its inode)."""
         with open(container.binary, "r+b") as out:
             out.truncate(0)
@@ -602,6 +647,7 @@ class WarmPool:
         if not run.done.wait(max(0.0, timeout)):
             return None
         if run.info is None:
+            self._flush(run.container)
             run.container.relay.drain()
             run.info = self._exit_info(run)
         return run.info
@@ -610,18 +656,14 @@ class WarmPool:
         how = run.how or ZygoteExit(failure="no exit status")
         oom = False
         if how.failure:  # the zygote (PID 1) died: the container's own state says whether it was OOM
-            try:
-                state = self.api.inspect_container(run.container.container_id)["State"]
-                oom = bool(state.get("OOMKilled"))
-            except (docker.errors.APIError, requests.exceptions.RequestException):  # removed, or no Docker
-                oom = False
+            oom = self._pid1_oom(run.container)
             if not oom:
                 raise RuntimeFailure(how.failure)
             code: int = 137
         else:
             code = exit_code(how.status)
             if os.WIFSIGNALED(how.status) and os.WTERMSIG(how.status) == signal.SIGKILL:
-                after = oom_kills(run.container.container_id)
+                after = self._oom_kills(run.container, before=False)
                 oom = after is not None and run.oom_before is not None and after > run.oom_before
         final_state = {
             "Status": "exited", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": oom,
@@ -660,10 +702,7 @@ class WarmPool:
             return
         if not run.done.is_set():
             self.stop(ref, grace=1.0)
-        try:
-            os.unlink(run.log_path)
-        except FileNotFoundError:
-            pass
+        self._drop_log(run)
         self.release(run.container)
 
     def release(self, container: WarmContainer) -> None:
