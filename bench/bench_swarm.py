@@ -4,8 +4,9 @@ In one run, side by side on this machine:
 - per-execution overhead: message to COMPLETE of ``abaco-nb/test`` with ``SLEEP=0``, one at a time,
   alternating between ``abaco-nb serve --runtime docker`` (the system's engine) and ``--runtime swarm`` (a two-node
   swarm of private daemons, tests/swarm_cluster.py, the job on either node);
-- a 200-call executor ``map`` (``abaco-nb/py3-func``, ``max_workers`` 4, chunks of 10): on docker, and
-  on the swarm spread over the two nodes (how many executions each node ran is reported).
+- a 200-call executor ``map`` (``abaco-nb/py3-func``, ``max_workers`` 4, chunks of 10): on docker in
+  warm containers, and on the swarm in warm tasks spread over the two nodes (how many executions each
+  node ran is reported).
 Both "nodes" share this machine's cores, so the swarm figures are its overhead, not a speed-up.
 Writes ``bench/results/swarm.md``.
 
@@ -15,6 +16,7 @@ Usage: ``.venv/bin/python bench/bench_swarm.py [--runs 10]`` (root; ``abaco-nb i
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -96,6 +98,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-swarm-"))
     docker = start_serve(tmp / "docker", runtime="docker", token="bench")
     cluster = start_cluster([f"{TEST_IMAGE}:latest", f"{FUNC_IMAGE}:latest", expected_func_image()])
+    load_before = os.getloadavg()[0]
     try:
         swarm = start_swarm_serve(cluster, cluster.base / "svc")
         docker_exec, swarm_exec = per_execution(docker, swarm, args.runs)
@@ -109,7 +112,7 @@ def main() -> None:
     rows = [
         (f"message to COMPLETE, `abaco-nb/test`, median of {args.runs}", f"{d * 1000:.0f} ms", f"{s * 1000:.0f} ms",
          f"{s / d:.1f}"),
-        (f"executor map, {args.calls} calls (chunks of 10, 4 workers)", f"{docker_map:.1f} s", f"{swarm_map:.1f} s",
+        (f"executor map, {args.calls} calls (chunks of 10, 4 workers; warm)", f"{docker_map:.1f} s", f"{swarm_map:.1f} s",
          f"{swarm_map / docker_map:.1f}"),
     ]  # fmt: skip
     lines = [
@@ -122,7 +125,9 @@ def main() -> None:
         "| --- | --- | --- | --- |",
         *[f"| {a} | {b} | {c} | {r} |" for a, b, c, r in rows],
         "",
-        f"Executions of the swarm map per node: {dict(sorted(nodes.items()))}.",
+        f"Executions of the swarm map per node: {dict(sorted(nodes.items()))}. Executor maps run in warm",
+        "containers on docker and in warm tasks (one long-lived job per worker) on swarm.",
+        f"Load average (1 min) before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.",
         f"Per-execution times (s): docker {[round(x, 3) for x in docker_exec]}, swarm {[round(x, 3) for x in swarm_exec]}.",
     ]
     out = Path(__file__).parent / "results" / "swarm.md"
