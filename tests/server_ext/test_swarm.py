@@ -323,6 +323,14 @@ def test_kill9_of_the_service_mid_run(cluster):
     port = ("--swarm-agent-port", "7782")
     first = start_swarm_serve(cluster, cluster.base / "svc-kill9", extra=port)
     aid = register(first, image=image, stateless=False, queue="bq")  # node b: the far side of the relay
+    from abaco_nb.client import Client
+    from abaco_nb.executor import AbacoExecutor
+
+    ex = AbacoExecutor(
+        Client(first.url, first.token), image=expected_func_image(), max_workers=1, progress=False
+    )
+    assert ex.submit(_square, 5).result(timeout=180) == [25]  # a warm task the crash will leave behind
+    assert _warm_tasks(cluster, ex.actor_id)
     running = send(first, aid, data={"message": "survivor"})
     queued = send(first, aid, data={"message": "next"})
     deadline = time.monotonic() + 60
@@ -340,6 +348,9 @@ def test_kill9_of_the_service_mid_run(cluster):
         frames = [second.session.get(url).content for _ in range(2)]
         assert [cloudpickle.loads(f) for f in frames] == ["before", "after"]  # "after" came after the crash
         assert following["status"] == "COMPLETE" and following["start_time"] > survivor["start_time"]
+        assert _warm_tasks(cluster, ex.actor_id) == []  # the restart removed the earlier run's warm tasks
+        ex.client = Client(second.url, second.token)
+        ex.delete()
     finally:
         second.stop()
     jobs = cluster.manager.client().services.list(filters={"label": f"abaco-nb.execution_id={running}"})
