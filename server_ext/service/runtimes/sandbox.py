@@ -51,22 +51,23 @@ def isolating(setting: str) -> bool:
     return setting != "off" and hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def cannot_run_python(user: ExecUser) -> str | None:
+def cannot_run_python(user: ExecUser, python: str | None = None) -> str | None:
     """Why an execution's uid cannot run this service's Python (the executor image and ``python``
     actors need it), or None when it can. A Python installed under a private home (``/root/.pyenv``,
     mode 0700) cannot be run by anyone else."""
     import subprocess
     import sys
 
+    python = python or sys.executable
     try:
         done = subprocess.run(
-            [sys.executable, "-c", "import encodings"], user=user.uid, group=user.gid, extra_groups=[],
+            [python, "-c", "import encodings"], user=user.uid, group=user.gid, extra_groups=[],
             cwd="/", stdin=subprocess.DEVNULL, capture_output=True, timeout=30, env={},
         )  # fmt: skip
     except (OSError, subprocess.SubprocessError) as exc:
-        return f"{sys.executable}: {exc}"
+        return f"{python}: {exc}"
     if done.returncode != 0:
-        return f"{sys.executable} exited {done.returncode}: {done.stderr.decode(errors='replace')[-200:]}"
+        return f"{python} exited {done.returncode}: {done.stderr.decode(errors='replace')[-200:]}"
     return None
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,23 +15,39 @@ import pytest
 
 from server_ext.service.runtimes.process import ProcessRuntime
 from server_ext.service.runtimes.sandbox import ExecUser, Sandbox, UidPool, cannot_run_python
+from server_ext.service.runtimes.zygote import Zygote
 from tests.server_ext.service.test_zygote import _start, _wait, _wait_for
 
 BASE = 1_900_000_000
+REPO = Path(__file__).resolve().parents[3]
 
 
-def _python_reachable() -> str | None:
+PROBE = ExecUser(BASE + 1, BASE + 1)
+
+
+def _zygote_python() -> tuple[str | None, str]:
+    """An interpreter an execution's uid can run for the zygote: this one, or (when this one lives under
+    a private home such as /root/.pyenv) the system's of the same minor version, which then finds the
+    project and its packages through PYTHONPATH. (None, why) when there is none."""
     if os.geteuid() != 0:
-        return "not root: the service cannot switch users"
-    return cannot_run_python(ExecUser(BASE + 1, BASE + 1))
+        return None, "not root: the service cannot switch users"
+    why = cannot_run_python(PROBE)
+    if why is None:
+        return sys.executable, ""
+    minor = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (f"/usr/bin/{minor}", f"/usr/local/bin/{minor}"):
+        if os.path.exists(candidate) and cannot_run_python(PROBE, candidate) is None:
+            return candidate, ""
+    return None, why
 
 
-def _skip_unless_isolating() -> None:
-    why = _python_reachable()
-    if why is not None:
+def _skip_unless_isolating() -> str:
+    python, why = _zygote_python()
+    if python is None:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the boundary: {why}")
         pytest.skip(why)
+    return python
 
 
 def test_the_uid_pool_never_hands_out_a_uid_in_use() -> None:
@@ -61,9 +78,15 @@ def test_a_sandbox_directory_is_private_and_removed(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def isolated(tmp_path: Path) -> Iterator[ProcessRuntime]:
-    _skip_unless_isolating()
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ProcessRuntime]:
+    python = _skip_unless_isolating()
+    if python != sys.executable:  # the system's interpreter, with the project and the venv's packages
+        paths = [str(REPO), *(p for p in sys.path if p.endswith("site-packages"))]
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
     rt = ProcessRuntime(str(tmp_path / "proc"), uids=UidPool(BASE, 1000))
+    assert rt.zygote is not None
+    rt.zygote.close()
+    rt.zygote = Zygote(rt.work_dir, {**rt._pass_through(), "HOME": rt.sandbox.root}, python=python)
     yield rt
     rt.close()
 
