@@ -116,6 +116,24 @@ def start_jupyter(tmp: Path, abaco: dict[str, Any], env: dict[str, str] | None =
     raise RuntimeError(f"jupyter server did not start: {log.read_text()[-3000:]}")
 
 
+def wait_for_kernel(client: BlockingKernelClient, timeout: float = 90) -> None:
+    """``wait_for_ready``, asked again while the kernel is still starting.
+
+    A client made without a ``KernelManager`` judges the kernel by its heartbeat, and the heartbeat
+    channel has not had its first beat one second after the first ``kernel_info`` request when the
+    machine is loaded: ``wait_for_ready`` then says "Kernel died before replying to kernel_info" about a
+    kernel that is merely importing. A kernel that really died keeps failing until the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.wait_for_ready(timeout=max(1.0, deadline - time.monotonic()))
+            return
+        except RuntimeError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
 def run_in_kernel(jupyter: Jupyter, code: str) -> str:
     """Start a kernel through the server, run ``code``, return its stdout (fail on an error)."""
     session = jupyter.session
@@ -133,7 +151,7 @@ def run_in_kernel(jupyter: Jupyter, code: str) -> str:
             errors.append("\n".join(msg["content"]["traceback"]))
 
     try:
-        client.wait_for_ready(timeout=60)
+        wait_for_kernel(client)
         client.execute_interactive(code, output_hook=collect, timeout=150)
     finally:
         client.stop_channels()
