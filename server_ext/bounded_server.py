@@ -23,7 +23,11 @@ from tornado import httpserver, httputil, iostream
 
 log = logging.getLogger("abaco_nb.server")
 
-HEADER_TIMEOUT = 20.0  # seconds for a request's headers, and for an idle keep-alive connection
+# Seconds for a request's headers, and for an idle keep-alive connection (tornado has one timeout for
+# both). Not shorter: a client reusing a kept-alive connection at the moment the server's timer fires
+# gets a reset (requests does not resend a POST), and notebook clients sit idle for tens of seconds
+# between cells. Half-open connections are bounded by the cap below, not by this timer.
+HEADER_TIMEOUT = 75.0
 BODY_TIMEOUT = 600.0  # seconds for a body (256 MiB over a slow link)
 DEFAULT_MAX_CONNECTIONS = 2048
 RESERVED_FDS = 512  # descriptors kept for everything but connections
