@@ -124,6 +124,7 @@ class SwarmRuntime:
         self._load: dict[str, int] = {}
         self._turn = 0
         self._swept = False
+        self._warm_why = ""  # the last reason an execution could not run in a warm task
         self.warm = SwarmWarmPool(self, tempfile.mkdtemp(prefix="abnb-swarm-warm-"), warm_idle_seconds)
 
     # -----------------------------------------------------------------------------------------------------
@@ -408,8 +409,10 @@ class SwarmRuntime:
         if spec.warm and swarm_spec.eligible(self.nodes(), spec.queue):  # else the fresh path says why
             try:
                 return self.warm.start(spec, self._warm_key(spec), dict)
-            except WarmUnavailable as exc:
-                log.warning("execution %s in a fresh job: %s", spec.execution_id, exc)
+            except WarmUnavailable as exc:  # said once per reason: it repeats for every call a while
+                level = logging.INFO if str(exc) == self._warm_why else logging.WARNING
+                self._warm_why = str(exc)
+                log.log(level, "execution %s in a fresh job: %s", spec.execution_id, exc)
         binary = None
         if spec.binary_path:
             with open(spec.binary_path, "rb") as f:
