@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -212,9 +213,7 @@ class ProcessRuntime:
         try:
             return self._start(spec, command, user)
         except BaseException:
-            self.sandbox.remove(spec.execution_id)
-            if user is not None and self.uids is not None:
-                self.uids.release(user)
+            self.sandbox.remove(spec.execution_id, self._releaser(user))
             raise
 
     def _start(self, spec: RunSpec, command: list[str], user: ExecUser | None) -> RunningRef:
@@ -378,9 +377,15 @@ class ProcessRuntime:
             os.unlink(run.extra.get("log_path") or os.path.join(self.work_dir, f"{run.execution_id}.log"))
         except FileNotFoundError:
             pass
-        self.sandbox.remove(run.execution_id)
-        if running is not None and running.user is not None and self.uids is not None:
-            self.uids.release(running.user)
+        # the uid goes back to the pool only once its directory is gone
+        self.sandbox.remove(run.execution_id, self._releaser(running.user if running is not None else None))
+
+    def _releaser(self, user: ExecUser | None) -> Callable[[], None] | None:
+        """What returns ``user`` to the pool (None when there is nothing to return)."""
+        uids = self.uids
+        if user is None or uids is None:
+            return None
+        return lambda: uids.release(user)
 
     def find_leftovers(self, service_id: str) -> list[Leftover]:
         """Processes an earlier run of this service started (found by their environment marker), and

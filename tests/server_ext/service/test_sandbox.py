@@ -72,6 +72,7 @@ def test_a_sandbox_directory_is_private_and_removed(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text("x")
     os.symlink(tmp_path / "secret", os.path.join(path, "link"))  # an execution's trap for rmtree
     box.remove("E1")
+    box.settle()  # removal runs in the background, off the worker's path
     assert not os.path.exists(path) and (tmp_path / "secret").read_text() == "x"
     box.close()
     assert not os.path.exists(box.root)
@@ -124,4 +125,5 @@ def test_a_zygote_child_runs_as_its_own_uid(isolated: ProcessRuntime, tmp_path: 
     assert all(info["ppid"] == isolated.zygote.pid for info in seen)  # forked by the zygote, not Popen
     for run in runs:
         isolated.remove(run)
+        isolated.sandbox.settle()
         assert not os.path.exists(isolated.sandbox.path(run.execution_id))
