@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json as jsonlib
+import os
 import time
 from collections.abc import Iterable
 from typing import Any, Literal, overload
@@ -19,6 +20,21 @@ import requests
 
 from .errors import AbacoAPIError, AbacoConnectionError
 from .records import Actor, Execution, MessageReceipt, Record, wrap
+
+
+def _session_for(url: str) -> requests.Session:
+    """A session that reads the environment once: what ``requests`` would otherwise look up on every
+    request (proxies and ``no_proxy``, the CA bundle variables, ``~/.netrc``) costs ~1 ms a request on a
+    loaded machine, and a ``map`` or ``blocking_call`` is a few requests. Same outcome for this client's
+    one base URL, read when it is made; a session passed to :class:`Client` is used as given."""
+    session = requests.Session()
+    session.proxies.update(requests.utils.get_environ_proxies(url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.auth = requests.utils.get_netrc_auth(url)
+    session.trust_env = False
+    return session
 
 
 class Client:
@@ -44,7 +60,7 @@ class Client:
         self.prefix = "/" + prefix.strip("/")
         self.token = token
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.session = session or _session_for(self.base_url)
         if token:
             if auth == "tapis":
                 self.session.headers["X-Tapis-Token"] = token
