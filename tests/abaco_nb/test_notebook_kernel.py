@@ -67,13 +67,19 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def _texts(cell: nbformat.NotebookNode) -> str:
-    out = []
+    """What a cell shows, as text: its printed output first, then its displays and errors.
+
+    Stream outputs are joined with nothing between them, as the notebook shows them: while the live
+    output display updates from another thread, the kernel sends one ``print()`` as several stream
+    messages ("name:" and " executor ...") with displays in between."""
+    printed, shown = [], []
     for o in cell.get("outputs", []):
-        out.append(o.get("text", ""))
-        out.extend(str(v) for v in o.get("data", {}).values())
+        if o.get("output_type") == "stream":
+            printed.append(o.get("text", ""))
+        shown.extend(str(v) for v in o.get("data", {}).values())
         if o.get("output_type") == "error":
-            out.append("\n".join(o.get("traceback", [])))
-    return "\n".join(out)
+            shown.append("\n".join(o.get("traceback", [])))
+    return "\n".join(["".join(printed), *shown])
 
 
 @pytest.fixture(scope="module")
