@@ -39,10 +39,15 @@ def run_notebook(nb: nbformat.NotebookNode, served: Served, cwd: Path) -> nbform
 
 
 def outputs(nb: nbformat.NotebookNode) -> str:
+    """Every cell's printed output (its stream messages joined with nothing between them: one print()
+    can arrive as several while a live display updates), then its displays."""
     text = []
     for cell in nb.cells:
+        printed = [
+            out.get("text", "") for out in cell.get("outputs", []) if out.get("output_type") == "stream"
+        ]
+        text.append("".join(printed))
         for out in cell.get("outputs", []):
-            text.append(out.get("text", ""))
             text.extend(str(v) for v in out.get("data", {}).values())
     return "\n".join(text)
 
