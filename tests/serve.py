@@ -32,13 +32,7 @@ class Served:
         return f"{self.url}{path}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
     def kill9(self) -> None:
         self.proc.kill()
@@ -101,3 +95,16 @@ def wait_ready(served: Served, actor_id: str, timeout: float = 60) -> dict:
         if time.monotonic() > deadline:
             raise AssertionError(f"actor {actor_id} still {result['status']}")
         time.sleep(0.05)
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds: how every test stops a server it started.
+    Returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return int(proc.returncode)

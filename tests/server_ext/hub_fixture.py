@@ -11,7 +11,6 @@ on the process runtime. One Hub per test module: starting it takes a few seconds
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from tests.serve import terminate
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "jupyterhub" / "jupyterhub_config.py"
@@ -71,13 +72,7 @@ class Hub:
                 self.api("DELETE", f"/users/{user}/server", user=user)
             except requests.RequestException:
                 pass
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
 
 CONFIG = """\

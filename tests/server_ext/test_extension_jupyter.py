@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import pytest
 import requests
 from jupyter_client.blocking.client import BlockingKernelClient
 
-from tests.serve import start_serve
+from tests.serve import start_serve, terminate
 
 JUPYTER_TOKEN = "jupyter-test-token"
 KERNEL_CODE = """
@@ -62,14 +61,7 @@ class Jupyter:
         return s
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return int(self.proc.returncode)
+        return terminate(self.proc, timeout=60)
 
 
 def start_jupyter(tmp: Path, abaco: dict[str, Any], env: dict[str, str] | None = None) -> Jupyter:
