@@ -775,7 +775,9 @@ class AbacoExecutor(cf.Executor):
         while True:
             with self._lock:
                 watched = {eid: list(rs) for eid, rs in self._pending.items()}
-                ended = [eid for eid in cursors if eid not in watched]
+                # Every execution with a live output not drained yet, also one that ran and ended
+                # between two looks (never seen RUNNING): its output is written once, at its end.
+                ended = [eid for eid in self._sinks if eid not in watched]
             if not watched and not ended:
                 return
             try:
@@ -785,7 +787,7 @@ class AbacoExecutor(cf.Executor):
                 time.sleep(2.0)
                 continue
             for eid in ended:  # the watcher completed it: write what was printed at the very end
-                self._tail(eid, cursors.pop(eid), final=True)
+                self._tail(eid, cursors.pop(eid, live.LogCursor()), final=True)
             for eid, responses in watched.items():
                 status = statuses.get(eid, "SUBMITTED")
                 if status == "RUNNING" or status in FINISHED:
@@ -803,7 +805,10 @@ class AbacoExecutor(cf.Executor):
     def _tail(self, eid: str, cursor: live.LogCursor, final: bool) -> None:
         try:
             text = self.client.logs(self.actor_id, eid)
-        except AbacoAPIError:
+        except AbacoAPIError as exc:
+            if final and exc.status == 404 and not isinstance(exc, AbacoConnectionError):
+                with self._lock:  # the execution (or its actor) is gone: nothing more to show
+                    self._sinks.pop(eid, None)
             return
         new = cursor.advance(text, final=final)
         sink = self._sinks.get(eid)

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from abaco_nb import executor as executor_module
+from abaco_nb import live
 from abaco_nb.client import AbacoAPIError, Client
 from abaco_nb.executor import (
     AbacoAsyncResponse,
@@ -127,6 +128,35 @@ def test_a_later_short_call_completes_while_an_earlier_long_one_runs(ex: AbacoEx
     assert short.result(timeout=120) == [8]
     assert not long.done()
     assert long.cancel()
+
+
+def shout(word):
+    print(f"saying {word}")
+    return word
+
+
+def test_live_output_of_a_call_that_ended_between_two_looks(client: Client, monkeypatch) -> None:
+    """The monitor looks at the executions twice a second; a call that ran and ended between two looks
+    (never seen RUNNING, common with warm containers) still shows what it printed in its cell."""
+    shown = live.LiveOutput()
+    monkeypatch.setattr(live, "for_cell", lambda key, title, link="": shown)
+    executor = AbacoExecutor(client, progress=False, live_output=True)
+    listing = executor.client.executions
+
+    def every_look_too_early(actor_id):  # as if each look landed just before the run started
+        found = listing(actor_id)
+        return {**found, "executions": [{**e, "status": "SUBMITTED"} for e in found.get("executions") or []]}
+
+    monkeypatch.setattr(executor.client, "executions", every_look_too_early)
+    try:
+        assert executor.submit(shout, "quickly").result(timeout=60) == ["quickly"]
+        deadline = time.monotonic() + 30
+        while not any("saying quickly" in line for line in shown.lines) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        said = [line for line in shown.lines if "saying" in line]
+        assert len(said) == 1 and said[0].endswith("] saying quickly"), list(shown.lines)
+    finally:
+        executor.delete()
 
 
 def test_result_timeout_is_honoured(ex: AbacoExecutor) -> None:

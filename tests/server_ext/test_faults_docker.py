@@ -92,7 +92,8 @@ def test_docker_unreachable_then_back(tmp_path, proxy, docker_client):
         proxy.restore()
         for eid in in_flight + during:  # reconciled from Docker: the real exit code and logs
             result = wait_status(served, aid, eid, timeout=120)
-            assert (result["status"], result["exit_code"]) == ("COMPLETE", 0), result
+            why = f"{eid}: {result['status_message']!r} (before {in_flight}, during {during})"
+            assert (result["status"], result["exit_code"]) == ("COMPLETE", 0), why
             assert "Contents of MSG: " in _logs(served, aid, eid)
         assert f"Contents of MSG: {'before 0'}" in _logs(served, aid, in_flight[0])
         _none_left(docker_client, aid)  # every container removed, also those that ended unseen
