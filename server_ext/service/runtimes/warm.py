@@ -628,12 +628,15 @@ class WarmPool:
         """The execution exited: make its results reach the relay before it is drained."""
 
     def _load_binary(self, container: WarmContainer, path: str | None) -> None:
-        """Replace the content of the bound file in place (the bind mount holds its inode)."""
+        """Replace the content of the bound file in place (the bind mount holds its inode): overwrite
+        from the start, then cut the file at the new end. Cutting to 0 first made ext4 free the blocks
+        and journal it for every execution (4 ms median, up to 200 ms while the disk was busy); a
+        message of the same size (a map's chunks) now costs a page-cache write."""
         with open(container.binary, "r+b") as out:
-            out.truncate(0)
             if path:
                 with open(path, "rb") as src:
                     shutil.copyfileobj(src, out, 1 << 20)
+            out.truncate()
 
     def _run(self, ref: RunningRef) -> _WarmRun:
         with self._lock:

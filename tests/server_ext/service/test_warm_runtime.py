@@ -58,7 +58,7 @@ def finish(rt: DockerRuntime, handle: RunningRef, timeout: float = 60) -> ExitIn
     return info
 
 
-def _contract() -> dict[str, Any]:
+def _contract(pad: bytes = b"") -> dict[str, Any]:
     with open("/_abaco_binary_data", "rb") as f:
         size = len(f.read())
     with open("/proc/1/cmdline", "rb") as f:
@@ -71,9 +71,11 @@ def _labelled(docker_client, service_id: str) -> list[dict]:
 
 
 def test_executions_share_one_container_each_with_its_own_contract(runtime, tmp_path, docker_client) -> None:
-    seen = []
-    for env in ({"MSG": "first", "ONLY_FIRST": "1"}, {"MSG": "second"}):
-        spec, results = warm_spec(tmp_path, f"svc-{RUN}-share", _contract, env=env)
+    seen, sent = [], []
+    for env, pad in (({"MSG": "first", "ONLY_FIRST": "1"}, b"x" * 50_000), ({"MSG": "second"}, b"")):
+        spec, results = warm_spec(tmp_path, f"svc-{RUN}-share", _contract, pad, env=env)
+        assert spec.binary_path is not None
+        sent.append(os.path.getsize(spec.binary_path))
         handle = runtime.start(spec)
         info = finish(runtime, handle)
         logs = runtime.logs(handle)
@@ -89,7 +91,9 @@ def test_executions_share_one_container_each_with_its_own_contract(runtime, tmp_
     assert first["env"]["MSG"] == "first" and first["env"]["ONLY_FIRST"] == "1"
     assert second["env"]["MSG"] == "second" and "ONLY_FIRST" not in second["env"]
     assert first["env"]["PYTHONPATH"]  # the image's own ENV is there, as in a fresh container
-    assert first["binary"] > 0 and first["pid"] != second["pid"] != 1
+    assert first["pid"] != second["pid"] != 1
+    # each saw its own message whole, the shorter second one with nothing of the first left after it
+    assert [first["binary"], second["binary"]] == sent and sent[0] > 50_000 > sent[1]
     assert "abaco_nb_zygote" in first["pid1"] or "zygote" in first["pid1"]
     (container,) = [c for c in _labelled(docker_client, f"svc-{RUN}-share") if c["Id"] == ref1]
     assert container["Labels"][LABEL_WARM] == "1" and container["Labels"]["abaco-nb.actor_id"] == "a-test"
