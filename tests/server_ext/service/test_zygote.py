@@ -272,3 +272,40 @@ def test_popen_takes_over_when_the_zygote_cannot(runtime: ProcessRuntime, tmp_pa
     assert "did not start" in runtime.zygote.last_error
     for h in (honoured, fallback):
         runtime.remove(h)
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def test_a_spare_forked_ahead_runs_the_next_execution_holds_nothing_and_ends_with_the_zygote(
+    runtime: ProcessRuntime, tmp_path: Path
+) -> None:
+    def report() -> None:
+        print("pid", os.getpid(), "parent", os.getppid(), flush=True)
+        os._exit(0)
+
+    first = _start(runtime, tmp_path, report)
+    assert _wait(runtime, first).exit_code == 0
+    runtime.remove(first)
+    zygote = runtime.zygote
+    assert zygote is not None
+    _wait_for(lambda: len(_children(zygote.pid)) == 1)  # the spare, forked once the first one ended
+    (spare,) = _children(zygote.pid)
+
+    def held() -> list[str]:
+        return [
+            os.readlink(f"/proc/{spare}/fd/{fd}") for fd in os.listdir(f"/proc/{spare}/fd") if int(fd) > 2
+        ]
+
+    _wait_for(lambda: len(held()) == 1)  # once it waits: its request pipe only, never the socket
+    assert held()[0].startswith("pipe:")
+    again = _start(runtime, tmp_path, report)
+    assert _wait(runtime, again).exit_code == 0
+    assert f"pid {spare} parent {zygote.pid}" in runtime.logs(again)  # the spare ran it
+    runtime.remove(again)
+    _wait_for(lambda: len(_children(zygote.pid)) == 1)
+    (spare,) = _children(zygote.pid)
+    runtime.close()  # the zygote goes: its spare reads the end of its pipe and exits
+    _wait_for(lambda: _gone(spare))
