@@ -16,6 +16,7 @@ the instruction is retried with backoff, and the execution keeps its state meanw
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import tempfile
@@ -100,6 +101,7 @@ class Dispatcher:
         self._runtime_down = threading.Event()  # set while the runtime does not answer
         self._workers_cleared = False  # the last run's worker rows are gone (recover)
         self._unremoved: dict[str, RunningRef] = {}  # removals the runtime did not answer: retried
+        self._attempts = itertools.count(1)  # numbers the results socket of each start attempt
         self.files_dir = os.path.join(config.resolved_run_dir(), "messages")
         os.makedirs(self.files_dir, mode=0o700, exist_ok=True)
         self.sock_dir = os.path.join(config.resolved_run_dir(), "results")
@@ -610,7 +612,11 @@ class Dispatcher:
                         return
                     self._pause(lifecycle.backoff(attempt))
 
-        return ResultCollector(os.path.join(self.sock_dir, f"{execution_id}.sock"), store_results)
+        # A path per attempt, never per execution: an attempt the runtime did not answer is closed after
+        # the lifecycle requeued it, and its late unlink must not take the socket the next attempt
+        # bound at the same path (Docker then bind-mounts a directory it creates there: results lost).
+        path = os.path.join(self.sock_dir, f"{execution_id}.{next(self._attempts)}.sock")
+        return ResultCollector(path, store_results)
 
     @staticmethod
     def _close(collector: ResultCollector | None) -> None:
@@ -707,6 +713,10 @@ class Dispatcher:
             self.store.set_logs(execution_id, engine.truncate_logs(self.runtime.logs(running)), None)
         except StoreUnavailable:
             pass  # partial logs only: the final ones are retried until stored
+        except RuntimeUnreachable:
+            raise  # the supervisor waits for the runtime to answer
+        except RuntimeFailure as exc:  # partial logs only: a refused read never ends the execution
+            log.debug("partial logs of %s: %s", execution_id, exc)
 
     def _supervise_again(self, execution: Execution) -> None:
         """Keep supervising an execution a previous run of the service started (docker only)."""

@@ -90,7 +90,12 @@ class _Watch:
 
 
 # What the Docker SDK raises when the engine does not answer (socket gone, refused, cut mid-call).
-UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+# A connection cut after the headers came (a body read broken off) is the same outage.
+UNREACHABLE = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
 
 
 def unreachable(exc: Exception) -> RuntimeUnreachable:

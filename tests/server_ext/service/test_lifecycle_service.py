@@ -76,3 +76,18 @@ def test_force_quit_ends_a_running_execution_complete(service):
     assert "Issued force quit" in service.force_quit(aid, eid)
     done = _until(service, aid, eid, "COMPLETE")
     assert done.status_message == lifecycle.Stop.USER.value and done.exit_code != 0
+
+
+def test_each_start_attempt_binds_its_own_results_socket(service):
+    """An attempt the runtime did not answer is closed only after the lifecycle requeued it; meanwhile
+    another worker may claim it again. Its late close must leave the new attempt's socket in place (CI
+    saw Docker bind-mount a directory it created where the socket had been unlinked: results lost)."""
+    first = service.dispatcher._collector("AnExecution1")
+    second = service.dispatcher._collector("AnExecution1")
+    try:
+        assert first.path != second.path
+        first.close()
+        assert Path(second.path).is_socket()
+    finally:
+        second.close()
+    assert not Path(second.path).exists()
