@@ -18,11 +18,19 @@ from typing import Any
 __version__ = "0.1.0"
 
 _ERRORS = (  # abaco_nb/errors.py: the tree of what a caller catches
-    "AbacoError", "AbacoAPIError", "AbacoConnectionError", "RemoteError", "RemoteTimeoutError",
-    "AbacoExecutionError", "OutOfMemoryError", "ExecutorActorGone", "VersionMismatchError",
-    "MissingModuleError", "KernelImageError",
+    "AbacoError",
+    "AbacoAPIError",
+    "AbacoConnectionError",
+    "RemoteError",
+    "RemoteTimeoutError",
+    "AbacoExecutionError",
+    "OutOfMemoryError",
+    "ExecutorActorGone",
+    "VersionMismatchError",
+    "MissingModuleError",
+    "KernelImageError",
     "RemoteTraceback",
-)  # fmt: skip
+)
 _LAZY = {
     "Client": ("abaco_nb.client", "Client"),
     "connect": ("abaco_nb.connection", "connect"),

@@ -161,8 +161,10 @@ class LiveOutput:
         head = f"{self.title}: {total} line{'s' if total != 1 else ''}"
         if total > len(tail):
             head += f", last {len(tail)} shown"
-        box = (f"max-height:22em;overflow:auto;background:{PANEL};color:{TEXT};border:1px solid {BORDER};"
-               f"padding:4px 6px;margin:2px 0;font-family:{CODE_FONT};white-space:pre-wrap")  # fmt: skip
+        box = (
+            f"max-height:22em;overflow:auto;background:{PANEL};color:{TEXT};border:1px solid {BORDER};"
+            f"padding:4px 6px;margin:2px 0;font-family:{CODE_FONT};white-space:pre-wrap"
+        )
         more = ""
         if total > len(tail):
             dropped = (

@@ -278,8 +278,13 @@ class RecordList(list[Any]):
     def __repr__(self) -> str:
         if not self:
             return f"<no {self.title}>"
-        rows = [[_short(str(self._value(item, c) if self._value(item, c) is not None else ""), 40)
-                 for c in self.columns] for item in self]  # fmt: skip
+        rows = [
+            [
+                _short(str(self._value(item, c) if self._value(item, c) is not None else ""), 40)
+                for c in self.columns
+            ]
+            for item in self
+        ]
         widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(self.columns)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(self.columns, widths, strict=True))]
         lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
@@ -290,10 +295,11 @@ class RecordList(list[Any]):
             return f"<i>no {html.escape(self.title)}</i>"
         head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in self.columns)
         body = "".join(
-            "<tr>" + "".join(f"<td style='text-align:left'>{self._html_cell(item, c)}</td>" for c in self.columns)
+            "<tr>"
+            + "".join(f"<td style='text-align:left'>{self._html_cell(item, c)}</td>" for c in self.columns)
             + "</tr>"
             for item in self
-        )  # fmt: skip
+        )
         return (
             f"<table class='abaco-table abaco-{self.title.replace(' ', '-')}'><thead><tr>{head}</tr></thead>"
             f"<tbody>{body}</tbody></table><small>{len(self)} {html.escape(self.title)}</small>"

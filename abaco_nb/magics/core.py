@@ -192,23 +192,34 @@ class AbacoMagics(Magics):
         existing = [] if args.new else self.named(args.name, client.actors())
         if existing:
             current = existing[-1]
-            wanted = {"image": args.image, "stateless": not args.stateful, "default_environment": env,
-                      "description": args.description or "", "max_workers": args.max_workers}  # fmt: skip
+            wanted = {
+                "image": args.image,
+                "stateless": not args.stateful,
+                "default_environment": env,
+                "description": args.description or "",
+                "max_workers": args.max_workers,
+            }
             changed = [
                 k for k, v in wanted.items() if v is not None and (current.field(k) or None) != (v or None)
             ]
             if changed or args.force:
                 actor = client.update(
-                    str(current["id"]), args.image, stateless=not args.stateful, default_environment=env,
-                    description=args.description or "", force=args.force,
+                    str(current["id"]),
+                    args.image,
+                    stateless=not args.stateful,
+                    default_environment=env,
+                    description=args.description or "",
+                    force=args.force,
                     **({"max_workers": args.max_workers} if args.max_workers is not None else {}),
                     **({"token": True} if args.access_token else {}),
-                )  # fmt: skip
+                )
                 what = f"updated it ({', '.join(changed) or 'force'})"
             else:
                 actor, what = current, "it already matches this line"
-            print(f"abaco: reusing actor {current['id']} named {args.name!r}: {what}; --new registers "
-                  "another", file=sys.stderr)  # fmt: skip
+            print(
+                f"abaco: reusing actor {current['id']} named {args.name!r}: {what}; --new registers another",
+                file=sys.stderr,
+            )
         else:
             actor = client.register(
                 args.image,
@@ -425,20 +436,30 @@ class AbacoMagics(Magics):
         env = cell_actor.cell_environment(cell, handler, key_values(args.env, "-e"))
         existing = self.named(args.name, client.actors())
         if len(existing) > 1:
-            print(f"abaco: {len(existing)} actors are named {args.name!r}; updating the newest, "
-                  f"{existing[-1]['id']}", file=sys.stderr)  # fmt: skip
+            print(
+                f"abaco: {len(existing)} actors are named {args.name!r}; updating the newest, "
+                f"{existing[-1]['id']}",
+                file=sys.stderr,
+            )
         # a token: the handler may call the abaco_nb.actors helpers (update_state, send_message, ...)
         fields: dict[str, Any] = {
-            "description": args.description or f"%%abaco actor cell ({handler})", "token": True,
-        }  # fmt: skip
+            "description": args.description or f"%%abaco actor cell ({handler})",
+            "token": True,
+        }
         if args.max_workers is not None:
             fields["max_workers"] = args.max_workers
         if existing:
-            actor = client.update(str(existing[-1]["id"]), args.image, stateless=not args.stateful,
-                                  default_environment=env, **fields)  # fmt: skip
+            actor = client.update(
+                str(existing[-1]["id"]),
+                args.image,
+                stateless=not args.stateful,
+                default_environment=env,
+                **fields,
+            )
         else:
-            actor = client.register(args.image, args.name, stateless=not args.stateful, default_environment=env,
-                                    **fields)  # fmt: skip
+            actor = client.register(
+                args.image, args.name, stateless=not args.stateful, default_environment=env, **fields
+            )
         self._names = (0.0, self._names[1])
         return self._ready(str(actor["id"]))
 
@@ -469,8 +490,15 @@ class AbacoMagics(Magics):
 
         client = self.get_client()
         own = set(map(id, self._executors.values()))
-        theirs = [e for e in list(_LIVE) if id(e) not in own and not e.deleted and not e._closed
-                  and e.client.base_url == client.base_url and (image is None or e.image == image)]  # fmt: skip
+        theirs = [
+            e
+            for e in list(_LIVE)
+            if id(e) not in own
+            and not e.deleted
+            and not e._closed
+            and e.client.base_url == client.base_url
+            and (image is None or e.image == image)
+        ]
         if theirs:
             return max(theirs, key=lambda e: e.created)
         current = self._executors.get(image)
@@ -486,10 +514,12 @@ class AbacoMagics(Magics):
         if options.get("-h") or options.get("--help"):
             raise HelpRequested(self._map_parser().format_help())
         args = argparse.Namespace(
-            grid=options.get("--grid"), out=options.get("-o") or options.get("--out"),
-            wait=bool(options.get("--wait")), image=options.get("--image"),
+            grid=options.get("--grid"),
+            out=options.get("-o") or options.get("--out"),
+            wait=bool(options.get("--wait")),
+            image=options.get("--image"),
             no_progress=bool(options.get("--no-progress")),
-        )  # fmt: skip
+        )
         if args.out and not str(args.out).isidentifier():
             raise MagicError(f"-o needs a variable name, got {args.out!r}")
         axes: dict[str, Any] = {}

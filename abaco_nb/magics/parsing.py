@@ -41,8 +41,11 @@ class MagicParser(argparse.ArgumentParser):
         options = [o for a in self._actions for o in a.option_strings]
         found = re.search(r"unrecognized arguments: (.+)$", message)
         if found:
-            near = [difflib.get_close_matches(word.split("=")[0], options, n=1, cutoff=0.6)
-                    for word in found.group(1).split() if word.startswith("-")]  # fmt: skip
+            near = [
+                difflib.get_close_matches(word.split("=")[0], options, n=1, cutoff=0.6)
+                for word in found.group(1).split()
+                if word.startswith("-")
+            ]
             names = [n[0] for n in near if n]
             return f"; did you mean {' '.join(names)}?" if names else ""
         found = re.search(r"invalid choice: '([^']*)'", message)
@@ -138,9 +141,10 @@ def build_parser() -> MagicParser:
     p.add_argument("--no-wait", action="store_true", help="return at once instead of waiting until READY")
     p.add_argument("--new", action="store_true", help="register another actor even if one has this name")
     p.add_argument(
-        "--access-token", action="store_true",
+        "--access-token",
+        action="store_true",
         help="give executions an _abaco_access_token (Abaco's `token`), e.g. to call update_state",
-    )  # fmt: skip
+    )
 
     p = add("update", "Update an actor (a full replacement, as in Abaco: omitted fields are reset).")
     p.add_argument("actor", help="actor id or name")
@@ -151,9 +155,10 @@ def build_parser() -> MagicParser:
     p.add_argument("--max-workers", type=int)
     p.add_argument("--force", action="store_true", help="restart workers even when the image is unchanged")
     p.add_argument(
-        "--access-token", action="store_true",
+        "--access-token",
+        action="store_true",
         help="give executions an _abaco_access_token (Abaco's `token`), e.g. to call update_state",
-    )  # fmt: skip
+    )
 
     p = add("delete", "Delete an actor.")
     p.add_argument("actor", help="actor id or name")

@@ -59,8 +59,10 @@ class Dashboard(w.VBox):
             threading.Event()
         )  # set after each completed refresh (tests and notebooks wait on it)
 
-        self.title = w.HTML(f"<b style='color:{TEXT}'>Abaco dashboard</b> "
-                            f"<small>{dashboard_link(client, 'open the page')}</small>")  # fmt: skip
+        self.title = w.HTML(
+            f"<b style='color:{TEXT}'>Abaco dashboard</b> "
+            f"<small>{dashboard_link(client, 'open the page')}</small>"
+        )
         self.status_line = w.HTML()
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
         self.refresh_button.on_click(lambda _b: self._jobs.put(self._refresh))
@@ -71,8 +73,9 @@ class Dashboard(w.VBox):
         self.actor_select.observe(self._on_actor, names="value")
         self.delete_button = w.Button(description="Delete", icon="trash", button_style="danger")
         self.delete_button.on_click(self._on_delete)
-        self.workers_input = w.BoundedIntText(value=1, min=1, max=64, description="Workers",
-                                              layout=w.Layout(width="150px"))  # fmt: skip
+        self.workers_input = w.BoundedIntText(
+            value=1, min=1, max=64, description="Workers", layout=w.Layout(width="150px")
+        )
         self.scale_button = w.Button(description="Scale", icon="arrows-v")
         self.scale_button.on_click(self._on_scale)
         self.execution_table = w.HTML()
@@ -93,10 +96,16 @@ class Dashboard(w.VBox):
             layout=w.Layout(width="58%"),
         )
         right = w.VBox(
-            [w.HTML("<b>Send a message</b>"), self.message, self.env, w.HBox([self.send_button, self.send_result]),
-             self.execution_select, self.log_box],
+            [
+                w.HTML("<b>Send a message</b>"),
+                self.message,
+                self.env,
+                w.HBox([self.send_button, self.send_result]),
+                self.execution_select,
+                self.log_box,
+            ],
             layout=w.Layout(width="42%"),
-        )  # fmt: skip
+        )
         super().__init__(
             [
                 w.HBox([self.title, self.refresh_button, self.auto, self.status_line]),

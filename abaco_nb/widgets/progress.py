@@ -197,8 +197,10 @@ class ExecutorProgress(w.VBox):
         if c.cancelled:
             parts.append(f"<span style='color:{MUTED}'>{c.cancelled} cancelled</span>")
         parts.append(f"<span style='color:{MUTED}'>{c.queued} queued</span>")
-        parts.append(f"<span class='abaco-progress-timing' style='color:{MUTED}'>"
-                     f"{html.escape(timing(c, self.elapsed))}</span>")  # fmt: skip
+        parts.append(
+            f"<span class='abaco-progress-timing' style='color:{MUTED}'>"
+            f"{html.escape(timing(c, self.elapsed))}</span>"
+        )
         if self.link:
             parts.append(self.link)
         return f"<span style='color:{TEXT}'>{' · '.join(parts)}</span>"
