@@ -104,32 +104,39 @@ class AbacoApp(ExtensionApp, _ServiceTraits):
 
     # -- embedded service: one trait per setting (``service.settings``), made by _ServiceTraits --------
     case = Enum(
-        ["snake", "camel"], default_value="snake", config=True,
+        ["snake", "camel"],
+        default_value="snake",
+        config=True,
         help="Key case of results unless a request asks (?case=camel).",
-    )  # fmt: skip
+    )
     token = Unicode(
-        "", config=True,
+        "",
+        config=True,
         help="The token kernels get in ABACO_NB_TOKEN (default: a new random one per server start). "
         "Jupyter's own token and cookie are accepted as well.",
-    )  # fmt: skip
+    )
     export_env = Bool(
         True, config=True, help="Put ABACO_NB_URL and ABACO_NB_TOKEN into the environment kernels inherit."
     )
 
     # -- proxy mode --------------------------------------------------------------------------------
     remote_url = Unicode(
-        "", config=True,
+        "",
+        config=True,
         help="Forward every abaco/ route to this Abaco (e.g. https://api.tacc.utexas.edu) or Tapis "
         "(e.g. https://tacc.tapis.io) instead of running a local service.",
-    )  # fmt: skip
+    )
     remote_token = Unicode(
-        "", config=True,
+        "",
+        config=True,
         help=f"Token for the remote (prefer the {ENV_REMOTE_TOKEN} environment variable). Never sent to the browser.",
-    )  # fmt: skip
+    )
     remote_api = Enum(
-        ["v2", "v3"], default_value="v2", config=True,
+        ["v2", "v3"],
+        default_value="v2",
+        config=True,
         help="v2: Agave Abaco (Authorization: Bearer, /actors/v2); v3: Tapis (X-Tapis-Token, /v3/actors).",
-    )  # fmt: skip
+    )
     remote_prefix = Unicode("", config=True, help="The remote's actors prefix, if not the usual one.")
     remote_headers = Dict(
         default_value={}, config=True, help="Extra headers for the remote (e.g. X-Tapis-Tenant)."
@@ -189,8 +196,11 @@ class AbacoApp(ExtensionApp, _ServiceTraits):
         two dispatchers on one database would run queued messages twice, so forward to it instead."""
         self.log.warning(
             "abaco-nb: %s (pid %s) already serves %s; forwarding %s to it instead of starting a second service",
-            peer["url"], peer["pid"], peer.get("db"), self.mount,
-        )  # fmt: skip
+            peer["url"],
+            peer["pid"],
+            peer.get("db"),
+            self.mount,
+        )
         return Proxy(
             RemoteConfig(url=str(peer["url"]), token=str(peer.get("token", "")), api="v2", prefix="/actors")
         )
@@ -198,9 +208,14 @@ class AbacoApp(ExtensionApp, _ServiceTraits):
     def _start_proxy(self) -> Proxy:
         token = os.environ.pop(ENV_REMOTE_TOKEN, "") or self.remote_token  # kernels need not see it
         remote = RemoteConfig(
-            url=self.remote_url, token=token, api=self.remote_api, prefix=self.remote_prefix,
-            timeout=self.remote_timeout, headers=dict(self.remote_headers), verify=self.remote_verify,
-        )  # fmt: skip
+            url=self.remote_url,
+            token=token,
+            api=self.remote_api,
+            prefix=self.remote_prefix,
+            timeout=self.remote_timeout,
+            headers=dict(self.remote_headers),
+            verify=self.remote_verify,
+        )
         self.log.info(
             "abaco-nb: proxy mode, %s forwards to %s%s (%s)",
             self.mount,
@@ -276,9 +291,14 @@ class AbacoApp(ExtensionApp, _ServiceTraits):
         if self.service is not None:
             path = connection_file_path(os.path.dirname(os.path.abspath(self.service.config.db_path)))
             info = {
-                "url": url, "token": self.token, "pid": os.getpid(), "db": self.service.config.db_path,
-                "runtime": self.service.runtime.name, "api_socket": self.service.api_socket, "jupyter": True,
-            }  # fmt: skip
+                "url": url,
+                "token": self.token,
+                "pid": os.getpid(),
+                "db": self.service.config.db_path,
+                "runtime": self.service.runtime.name,
+                "api_socket": self.service.api_socket,
+                "jupyter": True,
+            }
             write_connection_file(path, info)
             self._connection_file = path
 

@@ -91,8 +91,11 @@ class BoundedHTTPServer(httpserver.HTTPServer):
         if len(self._streams) >= self.max_connections and not self._evict_one():
             self._refused += 1
             if self._refused in (1, 10, 100) or self._refused % 1000 == 0:
-                log.warning("%d connection(s) refused: %d open, all serving requests", self._refused,
-                            len(self._connections))  # fmt: skip
+                log.warning(
+                    "%d connection(s) refused: %d open, all serving requests",
+                    self._refused,
+                    len(self._connections),
+                )
             stream.close()
             return
         before = set(self._connections)

@@ -109,9 +109,14 @@ def _setting_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(s.flag, dest=s.name, action=action, default=argparse.SUPPRESS, help=text)
         else:
             parser.add_argument(
-                s.flag, dest=s.name, type=s.parse, choices=s.choices or None, default=argparse.SUPPRESS,
-                metavar=None if s.choices else s.flag[2:].upper().replace("-", "_"), help=text,
-            )  # fmt: skip
+                s.flag,
+                dest=s.name,
+                type=s.parse,
+                choices=s.choices or None,
+                default=argparse.SUPPRESS,
+                metavar=None if s.choices else s.flag[2:].upper().replace("-", "_"),
+                help=text,
+            )
 
 
 def _images(args: argparse.Namespace) -> int:

@@ -199,9 +199,13 @@ def hub_routes(api: Any, token: str, max_body: int) -> tuple[list[Any], dict[str
     hub_auth = HubOAuth.instance(cache_max_age=CACHE_SECONDS, api_token=env["JUPYTERHUB_API_TOKEN"])
     admins = HubAdmins(hub_auth)
     api_settings = {
-        "api": api, "max_body": max_body, "token": token, "hub_auth": hub_auth, "hub_admins": admins,
+        "api": api,
+        "max_body": max_body,
+        "token": token,
+        "hub_auth": hub_auth,
+        "hub_admins": admins,
         "prefix": prefix,
-    }  # fmt: skip
+    }
     routes = [
         (prefix + "oauth_callback", HubOAuthCallbackHandler),
         (prefix.rstrip("/") + "/?", HubPage, {"hub_auth": hub_auth, "prefix": prefix}),

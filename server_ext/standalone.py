@@ -155,9 +155,13 @@ def serve(
         running = start_server(config, host, port, token, hub=hub)
         log_hygiene.add_secret(running.token)
         info = {
-            "url": running.url, "token": running.token, "pid": os.getpid(), "db": config.db_path,
-            "runtime": running.service.runtime.name, "api_socket": running.api_socket,
-        }  # fmt: skip
+            "url": running.url,
+            "token": running.token,
+            "pid": os.getpid(),
+            "db": config.db_path,
+            "runtime": running.service.runtime.name,
+            "api_socket": running.api_socket,
+        }
         path = connection_file or connection_file_path(os.path.dirname(os.path.abspath(config.db_path)))
         write_connection_file(path, info)
         print(f"abaco-nb serving {running.url} (runtime: {running.service.runtime.name})", flush=True)

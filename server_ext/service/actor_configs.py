@@ -64,9 +64,14 @@ class ActorConfigs:
         self._check_actors(parsed.actors)
         t = now()
         config = ActorConfig(
-            name=parsed.name, value=self._stored_value(parsed), is_secret=parsed.is_secret,
-            actors=parsed.actors_text, owner=owner, create_time=t, last_update_time=t,
-        )  # fmt: skip
+            name=parsed.name,
+            value=self._stored_value(parsed),
+            is_secret=parsed.is_secret,
+            actors=parsed.actors_text,
+            owner=owner,
+            create_time=t,
+            last_update_time=t,
+        )
         if not self.store.add_config(config):
             raise AbacoError(f"Config {parsed.name} already exists.")
         return config

@@ -83,9 +83,16 @@ def executions_summary(actors: list[Actor], executions: list[Execution]) -> dict
     per_actor = []
     for actor in actors:
         count, runtime, cpu, io = _totals(by_actor.get(actor.id, []))
-        per_actor.append({
-            "actor_id": actor.id, "owner": actor.owner, "image": actor.reg.image, "status": actor.status,
-            "total_executions": count, "total_execution_runtime": runtime,
-            "total_execution_cpu": cpu, "total_execution_io": io,
-        })  # fmt: skip
+        per_actor.append(
+            {
+                "actor_id": actor.id,
+                "owner": actor.owner,
+                "image": actor.reg.image,
+                "status": actor.status,
+                "total_executions": count,
+                "total_execution_runtime": runtime,
+                "total_execution_cpu": cpu,
+                "total_execution_io": io,
+            }
+        )
     return {"summary": summary, "actors": per_actor}

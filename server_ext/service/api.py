@@ -59,9 +59,11 @@ def get_actor(service: Service, call: Call) -> Response:
 
 def update_actor(service: Service, call: Call) -> Response:
     actor = service.update(
-        call.params["actor_id"], call.body(allow_empty=False),
-        limited=call.principal.limited, host_caller=call.principal.host_caller,
-    )  # fmt: skip
+        call.params["actor_id"],
+        call.body(allow_empty=False),
+        limited=call.principal.limited,
+        host_caller=call.principal.host_caller,
+    )
     return call.ok(actor.display(call.server), "Actor updated successfully.")
 
 
@@ -78,7 +80,7 @@ def get_messages(service: Service, call: Call) -> Response:
     return call.ok(
         {"messages": count, "_links": call.links(call.params["actor_id"])},
         "Actor messages retrieved successfully.",
-    )  # fmt: skip
+    )
 
 
 def send_message(service: Service, call: Call) -> Response:
@@ -133,7 +135,7 @@ def purge_messages(service: Service, call: Call) -> Response:
     return call.ok(
         {"msg": "Actor mailbox purged.", "_links": call.links(call.params["actor_id"])},
         "Actor mailbox purged.",
-    )  # fmt: skip
+    )
 
 
 # -- executions ---------------------------------------------------------------------------------
@@ -217,8 +219,7 @@ def force_quit(service: Service, call: Call) -> Response:
 def get_logs(service: Service, call: Call) -> Response:
     logs = service.logs(call.params["actor_id"], call.params["execution_id"])
     base = f"{call.server}/actors/{call.params['actor_id']}/executions/{call.params['execution_id']}"
-    links = {"self": f"{base}/logs", "owner": f"{call.server}/profiles/{call.user}",
-             "execution": base}  # fmt: skip
+    links = {"self": f"{base}/logs", "owner": f"{call.server}/profiles/{call.user}", "execution": base}
     return call.ok({"logs": logs, "_links": links}, "Logs retrieved successfully.")
 
 
@@ -305,9 +306,17 @@ ROUTES: list[Route] = [
 
 # Routes an execution's own token may use, for its own actor only.
 SCOPED_ALLOWED = {
-    "get_actor", "get_state", "set_state", "send_message", "get_messages", "list_executions",
-    "get_execution", "get_logs", "get_result", "wait_executions",
-}  # fmt: skip
+    "get_actor",
+    "get_state",
+    "set_state",
+    "send_message",
+    "get_messages",
+    "list_executions",
+    "get_execution",
+    "get_logs",
+    "get_result",
+    "wait_executions",
+}
 
 
 MAX_IDENTIFIER = 128  # characters of an id, alias, nonce id or config name in a path

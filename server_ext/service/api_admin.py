@@ -53,7 +53,7 @@ def admin_actors(service: Service, call: Call) -> Response:
             service.queue_length(a.id),
             executions.get(a.id, 0),
             service.runtime.name,
-        )  # fmt: skip
+        )
         for a in service.list_actors()
     ]
     return call.ok(result, "Actors retrieved successfully.")

@@ -33,8 +33,15 @@ def _records(
     for eid, aid, text in service.log_records(actor_id):
         if aid in live and (execution_id is None or eid == execution_id):
             base = f"{server}/actors/{aid}/executions/{eid}"
-            records.append({"_links": {"self": f"{base}/logs", "execution": base}, "id": eid, "execution_id": eid,
-                            "actor_id": aid, "logs": text})  # fmt: skip
+            records.append(
+                {
+                    "_links": {"self": f"{base}/logs", "execution": base},
+                    "id": eid,
+                    "execution_id": eid,
+                    "actor_id": aid,
+                    "logs": text,
+                }
+            )
     return records
 
 

@@ -49,9 +49,19 @@ REFUSED_NAMES = frozenset(
     }
 )  # fmt: skip
 REFUSED_PREFIXES = (
-    "LD_", "DYLD_", "PYTHON", "BASH_FUNC_", "PERL5", "PERL_", "GLIBC_", "MALLOC_", "NODE_", "RUBY",
-    "_abaco_", "ABACO_NB_",
-)  # fmt: skip
+    "LD_",
+    "DYLD_",
+    "PYTHON",
+    "BASH_FUNC_",
+    "PERL5",
+    "PERL_",
+    "GLIBC_",
+    "MALLOC_",
+    "NODE_",
+    "RUBY",
+    "_abaco_",
+    "ABACO_NB_",
+)
 
 
 # Our settings an actor's owner may put in ``default_environment`` (the function runner reads them: a

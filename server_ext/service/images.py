@@ -395,9 +395,12 @@ def _compiled(name: str, source: bytes, tmp: str) -> tuple[str, bytes]:
     Path(src).write_bytes(source)
     out = os.path.join(tmp, "out.pyc")
     py_compile.compile(
-        src, cfile=out, dfile=f"{IMAGE_LIB_DIR}/{name}", doraise=True,
+        src,
+        cfile=out,
+        dfile=f"{IMAGE_LIB_DIR}/{name}",
+        doraise=True,
         invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
-    )  # fmt: skip
+    )
     d, base = os.path.split(name)
     pyc = os.path.join(d, "__pycache__", f"{base[:-3]}.{sys.implementation.cache_tag}.pyc")
     return pyc, Path(out).read_bytes()

@@ -312,9 +312,8 @@ class RetryAfter:
 
 
 Instruction = (
-    StartRuntime | StopRuntime | Remove | Record | Requeue | Finish | Notify | Attach | Reconcile
-    | RetryAfter
-)  # fmt: skip
+    StartRuntime | StopRuntime | Remove | Record | Requeue | Finish | Notify | Attach | Reconcile | RetryAfter
+)
 
 
 # -- pure decisions -------------------------------------------------------------------------------
@@ -352,10 +351,16 @@ def completed(execution: Execution, event: Exited, status_message: str) -> Execu
     """A container that ran and exited: COMPLETE whatever its exit code, runtime in whole seconds."""
     started = execution.start_time or event.at
     return replace(
-        execution, status=COMPLETE, exit_code=event.exit_code, final_state=event.final_state,
-        cpu=event.cpu, io=event.io, finish_time=event.at,
-        runtime=max(0, int(round(event.at - started))), status_message=status_message,
-    )  # fmt: skip
+        execution,
+        status=COMPLETE,
+        exit_code=event.exit_code,
+        final_state=event.final_state,
+        cpu=event.cpu,
+        io=event.io,
+        finish_time=event.at,
+        runtime=max(0, int(round(event.at - started))),
+        status_message=status_message,
+    )
 
 
 def errored(execution: Execution, reason: str, at: float) -> Execution:
@@ -366,8 +371,9 @@ def errored(execution: Execution, reason: str, at: float) -> Execution:
     return replace(execution, status=ERROR, status_message=reason, finish_time=at, runtime=runtime)
 
 
-def _ended(run: Run, execution: Execution, logs: str | None = None, expires: float | None = None,
-           remove: bool = True) -> tuple[None, list[Instruction]]:  # fmt: skip
+def _ended(
+    run: Run, execution: Execution, logs: str | None = None, expires: float | None = None, remove: bool = True
+) -> tuple[None, list[Instruction]]:
     out: list[Instruction] = [Finish(execution, logs, expires)]
     if remove:
         out.append(Remove(execution.id))
@@ -435,8 +441,9 @@ def step(run: Run | None, event: Event) -> tuple[Run | None, list[Instruction]]:
     if isinstance(event, Exited):
         if run.stop is Stop.SHUTDOWN:
             done = errored(execution, stop_message(Stop.SHUTDOWN, None), event.at)
-            done = replace(done, exit_code=event.exit_code, final_state=event.final_state,
-                           cpu=event.cpu, io=event.io)  # fmt: skip
+            done = replace(
+                done, exit_code=event.exit_code, final_state=event.final_state, cpu=event.cpu, io=event.io
+            )
             return _ended(run, done, event.logs, event.log_expires)
         message = stop_message(run.stop, run.max_run_time) if run.stop is not None else ""
         if not message and event.oom:

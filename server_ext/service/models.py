@@ -107,10 +107,27 @@ _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # a swarm node l
 # Body keys a registration reads; both spellings are accepted whatever the case mode.
 _REGISTRATION_FIELDS = {f for f in Registration.__dataclass_fields__}
 _IGNORED_FIELDS = {
-    "force", "status", "status_message", "state", "executions", "type", "tasdir", "uid", "gid",
-    "cron_next_ex", "mounts", "owner", "tenant", "api_server", "revision", "id", "db_id",
-    "create_time", "last_update_time", "_links",
-}  # fmt: skip
+    "force",
+    "status",
+    "status_message",
+    "state",
+    "executions",
+    "type",
+    "tasdir",
+    "uid",
+    "gid",
+    "cron_next_ex",
+    "mounts",
+    "owner",
+    "tenant",
+    "api_server",
+    "revision",
+    "id",
+    "db_id",
+    "create_time",
+    "last_update_time",
+    "_links",
+}
 
 
 def normalise_keys(body: dict[str, Any]) -> dict[str, Any]:

@@ -127,6 +127,21 @@ def may_register_privileged(caller: Caller, privileged_users: Iterable[str]) -> 
 
 
 __all__ = [
-    "ADMIN", "EXECUTE", "NONE", "READ", "UPDATE", "Caller", "Rule", "RULES", "can_read", "check",
-    "check_admin", "level_of", "may_register_privileged", "needed", "nonce_level", "rule_for", "visible",
-]  # fmt: skip
+    "ADMIN",
+    "EXECUTE",
+    "NONE",
+    "READ",
+    "UPDATE",
+    "Caller",
+    "Rule",
+    "RULES",
+    "can_read",
+    "check",
+    "check_admin",
+    "level_of",
+    "may_register_privileged",
+    "needed",
+    "nonce_level",
+    "rule_for",
+    "visible",
+]

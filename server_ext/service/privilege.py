@@ -29,18 +29,30 @@ from .models import Registration, normalise_keys
 # mint capabilities, or change who else may act.
 GROWING_OPERATIONS = frozenset(
     {
-        "list_nonces", "create_nonce", "list_alias_nonces", "create_alias_nonce",
-        "update_permissions", "update_alias_permissions", "update_config_permissions",
+        "list_nonces",
+        "create_nonce",
+        "list_alias_nonces",
+        "create_alias_nonce",
+        "update_permissions",
+        "update_alias_permissions",
+        "update_config_permissions",
     }
-)  # fmt: skip
+)
 # Operations on one nonce, which a nonce may run on itself only (its own uses, or giving it up).
 OWN_NONCE_OPERATIONS = frozenset({"get_nonce", "delete_nonce", "get_alias_nonce", "delete_alias_nonce"})
 
 # Registration fields that decide what runs and with how much: a nonce's PUT keeps them as they are.
 PROTECTED_FIELDS = (
-    "image", "privileged", "token", "mem_limit", "max_cpus", "max_workers", "max_run_time",
-    "use_container_uid", "run_as_executor",
-)  # fmt: skip
+    "image",
+    "privileged",
+    "token",
+    "mem_limit",
+    "max_cpus",
+    "max_workers",
+    "max_run_time",
+    "use_container_uid",
+    "run_as_executor",
+)
 # Accepted in a body but never stored: refused from a nonce when present, so nothing is silently lost.
 PROTECTED_IGNORED = ("mounts",)
 

@@ -58,13 +58,17 @@ def make_runtime(config: ServiceConfig) -> Runtime:
             from .runtimes.swarm import SwarmRuntime
 
             return SwarmRuntime(
-                registry=config.swarm_registry, callback=config.swarm_callback,
-                agent_port=config.swarm_agent_port, agent_dir=config.swarm_agent_dir,
-                agent_image=config.swarm_agent_image, agent_docker_socket=config.swarm_node_docker_socket,
+                registry=config.swarm_registry,
+                callback=config.swarm_callback,
+                agent_port=config.swarm_agent_port,
+                agent_dir=config.swarm_agent_dir,
+                agent_image=config.swarm_agent_image,
+                agent_docker_socket=config.swarm_node_docker_socket,
                 # kept across restarts (the run dir is fresh per start), private beside the database
-                state_dir=config.db_path + ".state", default_mem_limit=config.default_mem_limit or "2g",
+                state_dir=config.db_path + ".state",
+                default_mem_limit=config.default_mem_limit or "2g",
                 warm_idle_seconds=config.warm_idle_seconds,
-            )  # fmt: skip
+            )
         except Exception as exc:
             raise AbacoError(f"--runtime swarm, but no Docker engine answers: {exc}", 500) from exc
     if choice in ("auto", "docker"):
@@ -146,9 +150,15 @@ class Service:
         # events to links and webhooks, and the cron pass
         self.automation = Automation(self.store, self.send, self._find_actor, config.cron_interval)
         self.dispatcher = Dispatcher(
-            self.store, self.runtime, config, self.tokens, service_id, self._api_for_executions,
-            configs_for=self.configs.values_for, listeners=[self.automation.execution_finished],
-        )  # fmt: skip
+            self.store,
+            self.runtime,
+            config,
+            self.tokens,
+            service_id,
+            self._api_for_executions,
+            configs_for=self.configs.values_for,
+            listeners=[self.automation.execution_finished],
+        )
         self._preparing = ThreadPoolExecutor(max_workers=4, thread_name_prefix="image")
         self._janitor_stop = threading.Event()
         self.users = Users(self.store, config)  # who is who in a multi-user service
@@ -177,8 +187,9 @@ class Service:
             log.error(
                 "the disk holding the service's database (%s) is full (%d bytes free): messages and "
                 "changes are refused (507) until space is freed there",
-                folder, free,
-            )  # fmt: skip
+                folder,
+                free,
+            )
 
     def close(self) -> None:
         self._janitor_stop.set()
@@ -337,8 +348,10 @@ class Service:
                 reg, host_caller=host_caller, allow_privileged=self.config.allow_privileged
             )
         if not actor.reg.stateless and reg.stateless:
-            raise AbacoError("Invalid actor description: a stateful actor cannot be made stateless "
-                             "(send \"stateless\": false on every PUT of a stateful actor).")  # fmt: skip
+            raise AbacoError(
+                "Invalid actor description: a stateful actor cannot be made stateless "
+                '(send "stateless": false on every PUT of a stateful actor).'
+            )
         reg.name = actor.reg.name
         new_revision = force or reg.image != actor.reg.image
         actor.cron_next_ex = self.automation.check(actor, reg, body)  # link, webhook, cron_schedule
@@ -383,11 +396,17 @@ class Service:
         environment = engine.query_environment(query)
         timeout = (query.get("_abaco_nb_timeout") or [""])[-1]
         execution = Execution(
-            id=new_id(), actor_id=actor.id, executor=sender, status=SUBMITTED, message_received_time=now(),
-            content_type=message.content_type, message=message.value, environment=environment,
+            id=new_id(),
+            actor_id=actor.id,
+            executor=sender,
+            status=SUBMITTED,
+            message_received_time=now(),
+            content_type=message.content_type,
+            message=message.value,
+            environment=environment,
             revision=actor.revision,
             max_run_time=parse_int(timeout, "_abaco_nb_timeout", minimum=1) if timeout else None,
-        )  # fmt: skip
+        )
         self.store.submit(execution, message.payload)
         self.dispatcher.notify(actor.id)
         return execution, message

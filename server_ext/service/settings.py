@@ -201,12 +201,18 @@ def settings() -> list[Setting]:
         meta = f.metadata
         found.append(
             Setting(
-                name=f.name, kind=kind, nullable=bool(args), default=None if meta.get("computed") else f.default,
-                computed=bool(meta.get("computed")), help=meta["help"], choices=meta["choices"],
-                flag=meta["flag"] or "--" + f.name.replace("_", "-"), parse=meta["parse"] or kind,
+                name=f.name,
+                kind=kind,
+                nullable=bool(args),
+                default=None if meta.get("computed") else f.default,
+                computed=bool(meta.get("computed")),
+                help=meta["help"],
+                choices=meta["choices"],
+                flag=meta["flag"] or "--" + f.name.replace("_", "-"),
+                parse=meta["parse"] or kind,
                 flag_help=meta["flag_help"],
             )
-        )  # fmt: skip
+        )
     return found
 
 

@@ -255,9 +255,15 @@ class ProcessRuntime:
         mark = [name for name in _MARK if name in env]
         try:
             running.pid = zygote.spawn(
-                execution_id, env, cwd, log_path, limit, mark, running.ended,
+                execution_id,
+                env,
+                cwd,
+                log_path,
+                limit,
+                mark,
+                running.ended,
                 user=(user.uid, user.gid, NPROC_LIMIT) if user is not None else None,
-            )  # fmt: skip
+            )
         except ZygoteUnavailable:
             return None
         except ZygoteFailed as exc:  # it may have forked: starting it again could run the message twice

@@ -63,9 +63,16 @@ def cannot_run_python(user: ExecUser, python: str | None = None) -> str | None:
     python = python or sys.executable
     try:
         done = subprocess.run(
-            [python, "-c", "import encodings"], user=user.uid, group=user.gid, extra_groups=[],
-            cwd="/", stdin=subprocess.DEVNULL, capture_output=True, timeout=30, env={},
-        )  # fmt: skip
+            [python, "-c", "import encodings"],
+            user=user.uid,
+            group=user.gid,
+            extra_groups=[],
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+            env={},
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"{python}: {exc}"
     if done.returncode != 0:

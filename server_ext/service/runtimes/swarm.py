@@ -178,9 +178,13 @@ class SwarmRuntime:
         if found:
             return str(found[0]["Id"])
         created = self.api.create_network(
-            name, driver="overlay", internal=internal, attachable=False, check_duplicate=True,
+            name,
+            driver="overlay",
+            internal=internal,
+            attachable=False,
+            check_duplicate=True,
             labels={LABEL_SERVICE: service_id, LABEL_ROLE: "jobs" if internal else "net"},
-        )  # fmt: skip
+        )
         return str(created["Id"])
 
     def _swarm_object(self, kind: str, name: str, data: bytes, labels: dict[str, str]) -> str:
@@ -211,7 +215,7 @@ class SwarmRuntime:
                     self.agent_image,
                     self.agent_docker_socket,
                 ]
-            ).encode()  # fmt: skip
+            ).encode()
         ).hexdigest()[:16]
         name = f"abaco-nb-agent-{_short(service_id)}"
         task_template = {
@@ -244,7 +248,7 @@ class SwarmRuntime:
                         "File": {"Name": AGENT_SECRET_FILE, "UID": "0", "GID": "0", "Mode": 0o400},
                     }
                 ],
-            },  # fmt: skip
+            },
             "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000},
             "Networks": [{"Target": "host"}],
             "Resources": {"Limits": {"MemoryBytes": 256 * 1024 * 1024}},
@@ -257,9 +261,14 @@ class SwarmRuntime:
                 return
             log.warning("updating the swarm agent %s (its spec changed): running executions lose it", name)
             self.api.update_service(
-                current["ID"], current["Version"]["Index"], task_template=task_template, name=name,
-                labels=labels, mode={"Global": {}}, endpoint_spec={"Mode": "dnsrr"},
-            )  # fmt: skip
+                current["ID"],
+                current["Version"]["Index"],
+                task_template=task_template,
+                name=name,
+                labels=labels,
+                mode={"Global": {}},
+                endpoint_spec={"Mode": "dnsrr"},
+            )
             return
         try:
             self.api.create_service(
@@ -278,16 +287,24 @@ class SwarmRuntime:
             return
         idle = "import signal, sys; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); signal.pause()"
         task_template = {
-            "ContainerSpec": {"Image": self.agent_image, "Command": ["python3", "-c", idle],
-                              "Labels": {LABEL_SERVICE: service_id, LABEL_ROLE: "keeper"},
-                              "CapabilityDrop": ["ALL"]},
+            "ContainerSpec": {
+                "Image": self.agent_image,
+                "Command": ["python3", "-c", idle],
+                "Labels": {LABEL_SERVICE: service_id, LABEL_ROLE: "keeper"},
+                "CapabilityDrop": ["ALL"],
+            },
             "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000},
             "Networks": [{"Target": network_id}],
             "Resources": {"Limits": {"MemoryBytes": 32 * 1024 * 1024, "NanoCPUs": 100_000_000}},
-        }  # fmt: skip
+        }
         try:
-            self.api.create_service(task_template, name=name, labels={LABEL_SERVICE: service_id, LABEL_ROLE: "keeper"},
-                                    mode={"Global": {}}, endpoint_spec={"Mode": "dnsrr"})  # fmt: skip
+            self.api.create_service(
+                task_template,
+                name=name,
+                labels={LABEL_SERVICE: service_id, LABEL_ROLE: "keeper"},
+                mode={"Global": {}},
+                endpoint_spec={"Mode": "dnsrr"},
+            )
         except docker.errors.APIError as exc:
             if exc.status_code != 409:
                 raise RuntimeFailure(
@@ -305,12 +322,20 @@ class SwarmRuntime:
             self._nodes = (time.monotonic(), nodes)
         return nodes
 
-    def _agent(self, addr: str, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
-               timeout: float = 60.0) -> tuple[int, dict[str, Any]]:  # fmt: skip
+    def _agent(
+        self,
+        addr: str,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> tuple[int, dict[str, Any]]:
         conn = http.client.HTTPConnection(addr, self.agent_port, timeout=timeout)
         try:
-            conn.request(method, path, body=body,
-                         headers={"Authorization": f"Bearer {self._token}", **(headers or {})})  # fmt: skip
+            conn.request(
+                method, path, body=body, headers={"Authorization": f"Bearer {self._token}", **(headers or {})}
+            )
             response = conn.getresponse()
             data = response.read()
             try:
@@ -330,16 +355,19 @@ class SwarmRuntime:
         last = ""
         while True:
             try:
-                status, data = self._agent(node.addr, "PUT", f"/executions/{execution_id}?{query}",
-                                           binary or b"", headers)  # fmt: skip
+                status, data = self._agent(
+                    node.addr, "PUT", f"/executions/{execution_id}?{query}", binary or b"", headers
+                )
                 if status == 200:
                     return data
                 last = f"{status} {data.get('message', '')}"
             except OSError as exc:
                 last = str(exc)
             if time.monotonic() > deadline:
-                raise RuntimeFailure(f"the abaco-nb agent of swarm node {node.hostname} ({node.addr}:"
-                                    f"{self.agent_port}) does not answer: {last}")  # fmt: skip
+                raise RuntimeFailure(
+                    f"the abaco-nb agent of swarm node {node.hostname} ({node.addr}:"
+                    f"{self.agent_port}) does not answer: {last}"
+                )
             time.sleep(0.25)
 
     # -----------------------------------------------------------------------------------------------------
@@ -404,8 +432,10 @@ class SwarmRuntime:
         self._ensure(spec.service_id)
         assert self._relay is not None
         if spec.privileged:
-            raise RuntimeFailure("privileged actors cannot run on the swarm runtime (swarm services of "
-                                "Docker 20.10 have no privileged mode)")  # fmt: skip
+            raise RuntimeFailure(
+                "privileged actors cannot run on the swarm runtime (swarm services of "
+                "Docker 20.10 have no privileged mode)"
+            )
         if spec.warm and swarm_spec.eligible(self.nodes(), spec.queue):  # else the fresh path says why
             try:
                 return self.warm.start(spec, self._warm_key(spec), dict)
@@ -422,22 +452,36 @@ class SwarmRuntime:
             files = self._prepare(node, spec.execution_id, binary, time.monotonic() + self.agent_timeout)
             self._relay.targets[spec.execution_id] = Target(spec.results_socket, spec.api_socket)
             labels = {
-                LABEL_SERVICE: spec.service_id, LABEL_ACTOR: spec.actor_id, LABEL_EXECUTION: spec.execution_id,
-                LABEL_WORKER: spec.worker_id, LABEL_NODE: node.hostname, LABEL_NODE_ADDR: node.addr,
-                LABEL_RESULTS: spec.results_socket or "", LABEL_API: spec.api_socket or "",
-            }  # fmt: skip
+                LABEL_SERVICE: spec.service_id,
+                LABEL_ACTOR: spec.actor_id,
+                LABEL_EXECUTION: spec.execution_id,
+                LABEL_WORKER: spec.worker_id,
+                LABEL_NODE: node.hostname,
+                LABEL_NODE_ADDR: node.addr,
+                LABEL_RESULTS: spec.results_socket or "",
+                LABEL_API: spec.api_socket or "",
+            }
             kwargs = swarm_spec.job_spec(
-                name=swarm_spec.service_name(spec.execution_id), image=self.image_ref(spec.image),
-                environment=spec.environment, labels=labels, node=node, queue=spec.queue,
+                name=swarm_spec.service_name(spec.execution_id),
+                image=self.image_ref(spec.image),
+                environment=spec.environment,
+                labels=labels,
+                node=node,
+                queue=spec.queue,
                 network_id=self._network_for(spec),
-                files={"results": files.get("results", "") if spec.results_socket else "",
-                       "api": files.get("api", "") if spec.api_socket else "",
-                       "binary": files.get("binary", "") if binary is not None else ""},
+                files={
+                    "results": files.get("results", "") if spec.results_socket else "",
+                    "api": files.get("api", "") if spec.api_socket else "",
+                    "binary": files.get("binary", "") if binary is not None else "",
+                },
                 mem_limit=spec.mem_limit if spec.mem_limit is not None else self.default_mem_limit,
                 nano_cpus=spec.max_cpus if spec.max_cpus is not None else self.default_nano_cpus,
-                pids_limit=self.pids_limit, cap_drop=self.cap_drop, user=spec.user, mounts=spec.mounts,
+                pids_limit=self.pids_limit,
+                cap_drop=self.cap_drop,
+                user=spec.user,
+                mounts=spec.mounts,
                 stop_grace=10.0,
-            )  # fmt: skip
+            )
             try:
                 created = self.api.create_service(**kwargs)
             except docker.errors.APIError as exc:
@@ -461,8 +505,17 @@ class SwarmRuntime:
     def _warm_key(self, spec: RunSpec) -> tuple[Any, ...]:
         """Executions share a warm task only when a fresh job would be made the same way."""
         mounts = tuple(sorted(tuple(sorted(m.items())) for m in spec.mounts))
-        return (spec.actor_id, spec.image, spec.mem_limit, spec.max_cpus, spec.network, spec.user,
-                swarm_spec.queue_of(spec.queue), spec.api_socket, mounts)  # fmt: skip
+        return (
+            spec.actor_id,
+            spec.image,
+            spec.mem_limit,
+            spec.max_cpus,
+            spec.network,
+            spec.user,
+            swarm_spec.queue_of(spec.queue),
+            spec.api_socket,
+            mounts,
+        )
 
     def _network_for(self, spec: RunSpec) -> str:
         """The internal jobs network, or the one with egress when the actor asks for a network."""
@@ -519,8 +572,14 @@ class SwarmRuntime:
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             if run.extra.get("removed_early"):
-                final = {"Status": "removed", "Running": False, "OOMKilled": False, "ExitCode": -1,
-                         "Error": "stopped before the job's container started", "Node": run.extra.get("node")}  # fmt: skip
+                final = {
+                    "Status": "removed",
+                    "Running": False,
+                    "OOMKilled": False,
+                    "ExitCode": -1,
+                    "Error": "stopped before the job's container started",
+                    "Node": run.extra.get("node"),
+                }
                 run.extra["exit"] = ExitInfo(exit_code=-1, final_state=final)
                 return run.extra["exit"]  # type: ignore[no-any-return]
             task = self._task(run)
@@ -541,8 +600,12 @@ class SwarmRuntime:
         container = swarm_spec.task_container(task)
         for _attempt in range(20):
             try:
-                status, data = self._agent(addr, "POST", f"/executions/{run.execution_id}/finish?"
-                                           + urllib.parse.urlencode({"container": container}))  # fmt: skip
+                status, data = self._agent(
+                    addr,
+                    "POST",
+                    f"/executions/{run.execution_id}/finish?"
+                    + urllib.parse.urlencode({"container": container}),
+                )
             except OSError as exc:
                 log.warning("agent at %s: %s", addr, exc)
                 time.sleep(0.5)
@@ -580,9 +643,12 @@ class SwarmRuntime:
         if state == "running" and container:
             query = urllib.parse.urlencode({"container": container, "grace": max(0, int(grace))})
             try:
-                status, data = self._agent(run.extra.get("addr", ""), "POST",
-                                           f"/executions/{run.execution_id}/stop?{query}",
-                                           timeout=grace + 90)  # fmt: skip
+                status, data = self._agent(
+                    run.extra.get("addr", ""),
+                    "POST",
+                    f"/executions/{run.execution_id}/stop?{query}",
+                    timeout=grace + 90,
+                )
             except OSError as exc:
                 raise RuntimeFailure(f"cannot reach the agent to stop {run.execution_id}: {exc}") from exc
             if status == 200:
@@ -636,8 +702,14 @@ class SwarmRuntime:
             task = swarm_spec.latest_task(self.api.tasks(filters={"service": service["ID"]}))
             state = swarm_spec.task_state(task)
             started = state not in swarm_spec.TASK_WAITING and bool(swarm_spec.task_container(task))
-            found.append(Leftover(execution_id=labels[LABEL_EXECUTION], ref=service["ID"],
-                                  running=state not in swarm_spec.TASK_TERMINAL, started=started))  # fmt: skip
+            found.append(
+                Leftover(
+                    execution_id=labels[LABEL_EXECUTION],
+                    ref=service["ID"],
+                    running=state not in swarm_spec.TASK_TERMINAL,
+                    started=started,
+                )
+            )
         if not self._swept:  # the first look after a start: nothing of ours is starting yet
             self._swept = True
             self._sweep_agents({lo.execution_id for lo in found} | self.warm.task_ids())
@@ -667,8 +739,9 @@ class SwarmRuntime:
             raise RuntimeFailure(f"swarm job {leftover.ref[:12]} is gone: {exc}") from exc
         node = next((n for n in self.nodes(fresh=True) if n.hostname == labels.get(LABEL_NODE)), None)
         addr = node.addr if node else labels.get(LABEL_NODE_ADDR, "")
-        self._relay.targets[leftover.execution_id] = Target(labels.get(LABEL_RESULTS) or None,
-                                                            labels.get(LABEL_API) or None)  # fmt: skip
+        self._relay.targets[leftover.execution_id] = Target(
+            labels.get(LABEL_RESULTS) or None, labels.get(LABEL_API) or None
+        )
         if node is not None:
             with self._lock:
                 self._load[node.id] = self._load.get(node.id, 0) + 1
@@ -676,8 +749,12 @@ class SwarmRuntime:
                 self._prepare(node, leftover.execution_id, None, time.monotonic() + 30)
             except RuntimeFailure as exc:
                 log.warning("re-attaching %s: %s", leftover.execution_id, exc)
-        extra = {"node": labels.get(LABEL_NODE, ""), "node_id": node.id if node else "", "addr": addr,
-                 "attached": True}  # fmt: skip
+        extra = {
+            "node": labels.get(LABEL_NODE, ""),
+            "node_id": node.id if node else "",
+            "addr": addr,
+            "attached": True,
+        }
         return RunningRef(execution_id=leftover.execution_id, ref=leftover.ref, extra=extra)
 
     def close(self) -> None:

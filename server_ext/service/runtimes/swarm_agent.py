@@ -55,8 +55,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 EID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_DATAGRAM = 4 * 1024 * 1024
 LABEL_EXECUTION = "abaco-nb.execution_id"
-STATE_KEYS = ("Status", "Running", "Paused", "Restarting", "OOMKilled", "Dead", "Pid", "ExitCode", "Error",
-              "StartedAt", "FinishedAt")  # fmt: skip
+STATE_KEYS = (
+    "Status",
+    "Running",
+    "Paused",
+    "Restarting",
+    "OOMKilled",
+    "Dead",
+    "Pid",
+    "ExitCode",
+    "Error",
+    "StartedAt",
+    "FinishedAt",
+)
 
 
 def _log(*parts: object) -> None:
@@ -136,8 +147,9 @@ class Execution:
         self.lock = threading.Lock()  # one delivery at a time, in order
         self.closed = threading.Event()
         if self.control is not None:
-            threading.Thread(target=self._api_loop, args=(self.control, "control"), daemon=True,
-                             name=f"control-{eid}").start()  # fmt: skip
+            threading.Thread(
+                target=self._api_loop, args=(self.control, "control"), daemon=True, name=f"control-{eid}"
+            ).start()
         threading.Thread(target=self._results_loop, daemon=True, name=f"results-{eid}").start()
         threading.Thread(
             target=self._api_loop, args=(self.api, "api"), daemon=True, name=f"api-{eid}"
@@ -291,8 +303,15 @@ class Agent:
                 host, port = callback.rsplit(":", 1)
                 conn = conns[callback] = http.client.HTTPConnection(host, int(port), timeout=60)
             try:
-                conn.request(method, path, body=body, headers={"Authorization": f"Bearer {self.token}",
-                             "Content-Type": "application/octet-stream"})  # fmt: skip
+                conn.request(
+                    method,
+                    path,
+                    body=body,
+                    headers={
+                        "Authorization": f"Bearer {self.token}",
+                        "Content-Type": "application/octet-stream",
+                    },
+                )
                 response = conn.getresponse()
                 response.read()
                 return response.status
@@ -332,8 +351,12 @@ OOM_PROBE = (
 
 def oom_kills_inside(container: str, python: str) -> int | None:
     """The ``oom_kill`` count of the container's memory cgroup, read inside it (``docker exec``)."""
-    status, created = docker("POST", f"/containers/{container}/exec", 30,
-                             {"Cmd": [python, "-c", OOM_PROBE], "AttachStdout": True, "AttachStderr": False})  # fmt: skip
+    status, created = docker(
+        "POST",
+        f"/containers/{container}/exec",
+        30,
+        {"Cmd": [python, "-c", OOM_PROBE], "AttachStdout": True, "AttachStderr": False},
+    )
     if status != 201 or not isinstance(created, dict):
         return None
     _, out = docker("POST", f"/exec/{created['Id']}/start", 30, {"Detach": False, "Tty": False})
@@ -444,8 +467,16 @@ class Handler(BaseHTTPRequestHandler):
         except OSError as exc:
             self._reply(500, {"message": f"cannot prepare {parts[1]}: {exc}"})
             return
-        self._reply(200, {"node": self.agent.node, "dir": execution.dir, "binary": execution.binary_path,
-                          "results": execution.results_path, "api": execution.api_path})  # fmt: skip
+        self._reply(
+            200,
+            {
+                "node": self.agent.node,
+                "dir": execution.dir,
+                "binary": execution.binary_path,
+                "results": execution.results_path,
+                "api": execution.api_path,
+            },
+        )
 
     def do_POST(self) -> None:
         route = self._route()

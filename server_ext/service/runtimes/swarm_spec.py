@@ -47,8 +47,13 @@ def node_from_api(data: dict[str, Any]) -> Node:
     if addr in ("", "0.0.0.0"):
         addr = ((data.get("ManagerStatus") or {}).get("Addr") or "").rsplit(":", 1)[0]
     ready = status.get("State") == "ready" and spec.get("Availability", "active") == "active"
-    return Node(data["ID"], (data.get("Description") or {}).get("Hostname", ""), addr, ready,
-                dict(spec.get("Labels") or {}))  # fmt: skip
+    return Node(
+        data["ID"],
+        (data.get("Description") or {}).get("Hostname", ""),
+        addr,
+        ready,
+        dict(spec.get("Labels") or {}),
+    )
 
 
 def queue_of(queue: str | None) -> str:
@@ -117,12 +122,19 @@ def job_spec(
     pinned to the node whose agent holds them; the queue constraint is kept as documentation.
     """
     binds = [
-        {"Type": "bind", "Source": m["host_path"], "Target": m["container_path"],
-         "ReadOnly": (m.get("mode") or m.get("format") or "ro") != "rw"}
+        {
+            "Type": "bind",
+            "Source": m["host_path"],
+            "Target": m["container_path"],
+            "ReadOnly": (m.get("mode") or m.get("format") or "ro") != "rw",
+        }
         for m in mounts
-    ]  # fmt: skip
-    for key, target, read_only in (("results", RESULTS_SOCKET_PATH, True), ("api", API_SOCKET_PATH, True),
-                                   ("binary", BINARY_DATA_PATH, True)):  # fmt: skip
+    ]
+    for key, target, read_only in (
+        ("results", RESULTS_SOCKET_PATH, True),
+        ("api", API_SOCKET_PATH, True),
+        ("binary", BINARY_DATA_PATH, True),
+    ):
         if files.get(key):
             binds.append({"Type": "bind", "Source": files[key], "Target": target, "ReadOnly": read_only})
     limits: dict[str, Any] = {}
@@ -186,10 +198,18 @@ def exit_facts(
     container_status = status.get("ContainerStatus") or {}
     code = container_status.get("ExitCode")
     final: dict[str, Any] = {
-        "Status": "exited", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
-        "Dead": False, "Pid": 0, "ExitCode": code, "Error": status.get("Err", ""),
-        "StartedAt": None, "FinishedAt": status.get("Timestamp"),
-    }  # fmt: skip
+        "Status": "exited",
+        "Running": False,
+        "Paused": False,
+        "Restarting": False,
+        "OOMKilled": False,
+        "Dead": False,
+        "Pid": 0,
+        "ExitCode": code,
+        "Error": status.get("Err", ""),
+        "StartedAt": None,
+        "FinishedAt": status.get("Timestamp"),
+    }
     if container_state:
         final.update(container_state)
         code = container_state.get("ExitCode", code)

@@ -131,8 +131,9 @@ class SwarmWarmContainer(WarmContainer):
             raise OSError(str(exc)) from exc
         self.node = node
         assert swarm._relay is not None
-        swarm._relay.targets[self.wid] = Target(os.path.join(self.dir, RELAY), spec.api_socket,
-                                                os.path.join(self.dir, CONTROL))  # fmt: skip
+        swarm._relay.targets[self.wid] = Target(
+            os.path.join(self.dir, RELAY), spec.api_socket, os.path.join(self.dir, CONTROL)
+        )
         try:
             files = swarm._prepare(node, self.wid, b"", time.monotonic() + 60, warm=True)
             created = swarm.api.create_service(**self._job(node, files))
@@ -146,25 +147,44 @@ class SwarmWarmContainer(WarmContainer):
     def _job(self, node: Node, files: dict[str, Any]) -> dict[str, Any]:
         swarm, spec, facts = self.swarm, self.spec, self.facts
         labels = {
-            LABEL_SERVICE: spec.service_id, LABEL_ACTOR: spec.actor_id, LABEL_EXECUTION: self.wid,
-            LABEL_WORKER: spec.worker_id, LABEL_NODE: node.hostname, LABEL_NODE_ADDR: node.addr,
-            LABEL_ROLE: ROLE_WARM, LABEL_WARM: "1",
-        }  # fmt: skip
+            LABEL_SERVICE: spec.service_id,
+            LABEL_ACTOR: spec.actor_id,
+            LABEL_EXECUTION: self.wid,
+            LABEL_WORKER: spec.worker_id,
+            LABEL_NODE: node.hostname,
+            LABEL_NODE_ADDR: node.addr,
+            LABEL_ROLE: ROLE_WARM,
+            LABEL_WARM: "1",
+        }
         network = swarm._network_for(spec)
         kwargs = swarm_spec.job_spec(
-            name=f"abaco-nb-{self.wid}", image=swarm.image_ref(spec.image),
-            environment={SLOT_NAME: "x" * SLOT_BYTES}, labels=labels, node=node, queue=spec.queue,
+            name=f"abaco-nb-{self.wid}",
+            image=swarm.image_ref(spec.image),
+            environment={SLOT_NAME: "x" * SLOT_BYTES},
+            labels=labels,
+            node=node,
+            queue=spec.queue,
             network_id=network,
-            files={"results": files["results"], "api": files["api"] if spec.api_socket else "",
-                   "binary": files["binary"]},
+            files={
+                "results": files["results"],
+                "api": files["api"] if spec.api_socket else "",
+                "binary": files["binary"],
+            },
             mem_limit=spec.mem_limit if spec.mem_limit is not None else swarm.default_mem_limit,
             nano_cpus=spec.max_cpus if spec.max_cpus is not None else swarm.default_nano_cpus,
-            pids_limit=swarm.pids_limit, cap_drop=swarm.cap_drop, user=spec.user, mounts=spec.mounts,
+            pids_limit=swarm.pids_limit,
+            cap_drop=swarm.cap_drop,
+            user=spec.user,
+            mounts=spec.mounts,
             stop_grace=2.0,
-        )  # fmt: skip
+        )
         container = kwargs["task_template"]["ContainerSpec"]
-        container["Command"] = [facts.python, "-c", LAUNCHER,
-                                ",".join(zygote_main.PRELOAD) if facts.func else ""]  # fmt: skip
+        container["Command"] = [
+            facts.python,
+            "-c",
+            LAUNCHER,
+            ",".join(zygote_main.PRELOAD) if facts.func else "",
+        ]
         container["Dir"] = facts.workdir
         container["Mounts"].append({"Type": "bind", "Source": files["dir"], "Target": WORKER_MOUNT})
         container["Configs"] = self.pool.program_configs(spec.service_id)  # type: ignore[attr-defined]
@@ -234,9 +254,18 @@ class SwarmWarmPool(WarmPool):
             config_id = self.runtime._swarm_object(
                 "config", config_name, data, {LABEL_SERVICE: service_id, LABEL_ROLE: "zygote"}
             )
-            configs.append({"ConfigID": config_id, "ConfigName": config_name,
-                            "File": {"Name": f"{PROGRAM_MOUNT}/{PROGRAM_PACKAGE}/{name}", "UID": "0",
-                                     "GID": "0", "Mode": 0o444}})  # fmt: skip
+            configs.append(
+                {
+                    "ConfigID": config_id,
+                    "ConfigName": config_name,
+                    "File": {
+                        "Name": f"{PROGRAM_MOUNT}/{PROGRAM_PACKAGE}/{name}",
+                        "UID": "0",
+                        "GID": "0",
+                        "Mode": 0o444,
+                    },
+                }
+            )
         return configs
 
     def task_ids(self) -> set[str]:
@@ -251,16 +280,21 @@ class SwarmWarmPool(WarmPool):
 
     # -- the node's files, through its agent ----------------------------------------------------------
 
-    def _call(self, container: WarmContainer, method: str, path: str, body: bytes = b"",
-              timeout: float = 30.0) -> tuple[int, bytes]:  # fmt: skip
+    def _call(
+        self, container: WarmContainer, method: str, path: str, body: bytes = b"", timeout: float = 30.0
+    ) -> tuple[int, bytes]:
         """One raw request to the agent of the container's node."""
         assert isinstance(container, SwarmWarmContainer)
         if container.node is None:
             raise OSError("the warm task has no node")
         conn = http.client.HTTPConnection(container.node.addr, self.runtime.agent_port, timeout=timeout)
         try:
-            conn.request(method, f"/executions/{container.wid}{path}", body=body,
-                         headers={"Authorization": f"Bearer {self.runtime._token}"})  # fmt: skip
+            conn.request(
+                method,
+                f"/executions/{container.wid}{path}",
+                body=body,
+                headers={"Authorization": f"Bearer {self.runtime._token}"},
+            )
             response = conn.getresponse()
             return response.status, response.read()
         finally:
