@@ -41,8 +41,10 @@ def bare_start(runs: int) -> list[float]:
         t0 = time.time()
         cid = subprocess.run(
             ["docker", "run", "-d", "--network", "none", "-e", "SLEEP=0", IMAGE],
-            check=True, capture_output=True, text=True,
-        ).stdout.strip()  # fmt: skip
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         started = subprocess.run(
             ["docker", "inspect", "-f", "{{.State.StartedAt}}", cid],
             check=True,

@@ -49,10 +49,15 @@ def one(rt: ProcessRuntime, message: Path) -> tuple[float, float]:
     eid = uuid.uuid4().hex[:13]
     collector = ResultCollector(os.path.join(os.path.dirname(message), f"{eid}.sock"), lambda frames: None)
     spec = RunSpec(
-        execution_id=eid, actor_id="A", worker_id="W", image=FUNC_IMAGE,
-        environment={"_abaco_execution_id": eid, "MSG": ""}, service_id="bench", binary_path=str(message),
+        execution_id=eid,
+        actor_id="A",
+        worker_id="W",
+        image=FUNC_IMAGE,
+        environment={"_abaco_execution_id": eid, "MSG": ""},
+        service_id="bench",
+        binary_path=str(message),
         results_socket=collector.path,
-    )  # fmt: skip
+    )
     t0 = time.perf_counter()
     run = rt.start(spec)
     started = time.perf_counter() - t0
@@ -101,13 +106,20 @@ def main() -> int:
             return rt
 
         rows = [
-            measure("zygote fork, service's user (no boundary)",
-                    lambda w: ProcessRuntime(os.path.join(w, "proc")), message, args.n),
-            measure("zygote fork, own uid + private dir",
-                    lambda w: ProcessRuntime(os.path.join(w, "proc"), uids=UidPool(1_900_000_000, 65536)),
-                    message, args.n),
+            measure(
+                "zygote fork, service's user (no boundary)",
+                lambda w: ProcessRuntime(os.path.join(w, "proc")),
+                message,
+                args.n,
+            ),
+            measure(
+                "zygote fork, own uid + private dir",
+                lambda w: ProcessRuntime(os.path.join(w, "proc"), uids=UidPool(1_900_000_000, 65536)),
+                message,
+                args.n,
+            ),
             measure("Popen python -m abaco_nb.func_runner, own uid", popen, message, max(20, args.n // 5)),
-        ]  # fmt: skip
+        ]
     base_start, base = statistics.median(rows[0][1]), statistics.median(rows[0][2])
     lines = [
         "# Process runtime: the cost of the boundary",

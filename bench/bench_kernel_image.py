@@ -49,8 +49,13 @@ def main() -> int:
     rows: list[tuple[str, str]] = []
 
     cold = build_kernel_image(client, args.packages, log=lambda line: None, force=True)
-    rows.append((f"cold build of {' + '.join(args.packages)} ({len(cold.packages)} distributions, "
-                 f"{cold.bytes_added / 1e6:.0f} MB)", f"{cold.seconds:.1f} s"))  # fmt: skip
+    rows.append(
+        (
+            f"cold build of {' + '.join(args.packages)} ({len(cold.packages)} distributions, "
+            f"{cold.bytes_added / 1e6:.0f} MB)",
+            f"{cold.seconds:.1f} s",
+        )
+    )
     t0 = time.monotonic()
     cmd = [sys.executable, "-m", "server_ext", "images", "build", "--from-kernel", "--json", "--packages"]
     subprocess.run([*cmd, *args.packages], check=True, capture_output=True, cwd=ROOT)

@@ -110,11 +110,19 @@ def main() -> None:
         cluster.stop()
     d, s = statistics.median(docker_exec), statistics.median(swarm_exec)
     rows = [
-        (f"message to COMPLETE, `abaco-nb/test`, median of {args.runs}", f"{d * 1000:.0f} ms", f"{s * 1000:.0f} ms",
-         f"{s / d:.1f}"),
-        (f"executor map, {args.calls} calls (chunks of 10, 4 workers; warm)", f"{docker_map:.1f} s", f"{swarm_map:.1f} s",
-         f"{swarm_map / docker_map:.1f}"),
-    ]  # fmt: skip
+        (
+            f"message to COMPLETE, `abaco-nb/test`, median of {args.runs}",
+            f"{d * 1000:.0f} ms",
+            f"{s * 1000:.0f} ms",
+            f"{s / d:.1f}",
+        ),
+        (
+            f"executor map, {args.calls} calls (chunks of 10, 4 workers; warm)",
+            f"{docker_map:.1f} s",
+            f"{swarm_map:.1f} s",
+            f"{swarm_map / docker_map:.1f}",
+        ),
+    ]
     lines = [
         f"# Swarm runtime benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
         "",

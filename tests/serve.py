@@ -39,21 +39,31 @@ class Served:
         self.proc.wait()
 
 
-def start_serve(tmp: Path, runtime: str = "process", token: str = "test-token", extra: list[str] | None = None,
-                db: Path | None = None, env: dict[str, str] | None = None) -> Served:  # fmt: skip
+def start_serve(
+    tmp: Path,
+    runtime: str = "process",
+    token: str = "test-token",
+    extra: list[str] | None = None,
+    db: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Served:
     """Start ``abaco-nb serve`` on a free loopback port and wait until it answers (``env``: variables
     added to the service's environment, e.g. a ``DOCKER_HOST`` the test controls)."""
     tmp.mkdir(parents=True, exist_ok=True)
     db = db or tmp / "abaco.db"
     conn = tmp / f"conn-{time.monotonic_ns()}.json"
     log = tmp / f"serve-{time.monotonic_ns()}.log"
-    cmd = [sys.executable, "-m", "server_ext", "serve", "--runtime", runtime, "--db", str(db), "--port", "0",
-           "--connection-file", str(conn), *(extra or [])]  # fmt: skip
+    cmd = [
+        sys.executable, "-m", "server_ext", "serve", "--runtime", runtime, "--db", str(db), "--port", "0",
+        "--connection-file", str(conn), *(extra or []),
+    ]  # fmt: skip
     with open(log, "wb") as out:  # the token in the environment: a command line is readable by anyone
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT,
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "ABACO_NB_SERVE_TOKEN": token, **(env or {})},
-        )  # fmt: skip
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -71,8 +81,13 @@ def start_serve(tmp: Path, runtime: str = "process", token: str = "test-token", 
     return Served(url=info["url"], token=token, proc=proc, db=db, log=log)
 
 
-def wait_status(served: Served, actor_id: str, eid: str, statuses: tuple[str, ...] = ("COMPLETE", "ERROR"),
-                timeout: float = 60) -> dict:  # fmt: skip
+def wait_status(
+    served: Served,
+    actor_id: str,
+    eid: str,
+    statuses: tuple[str, ...] = ("COMPLETE", "ERROR"),
+    timeout: float = 60,
+) -> dict:
     """Poll an execution until it reaches one of ``statuses``."""
     deadline = time.monotonic() + timeout
     while True:

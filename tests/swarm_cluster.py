@@ -50,8 +50,11 @@ def missing_requirements() -> str:
     probe = subprocess.run(["unshare", "--net", "--mount", "--uts", "true"], capture_output=True, text=True)
     if probe.returncode != 0:
         return f"cannot create namespaces: {probe.stderr.strip()}"
-    probe = subprocess.run(["unshare", "--net", "sh", "-c", "ip link add vx0 type vxlan id 42 dstport 4789"],
-                           capture_output=True, text=True)  # fmt: skip
+    probe = subprocess.run(
+        ["unshare", "--net", "sh", "-c", "ip link add vx0 type vxlan id 42 dstport 4789"],
+        capture_output=True,
+        text=True,
+    )
     if probe.returncode != 0:
         return f"no vxlan in this kernel (overlay networks): {probe.stderr.strip()}"
     return ""
@@ -130,9 +133,22 @@ exec dockerd --config-file {config} --data-root {node.dir}/data --exec-root {nod
 """)
         log = open(node.dir / "dockerd.log", "wb")
         node.holder = subprocess.Popen(
-            ["unshare", "--net", "--mount", "--uts", "--propagation", "private", "--fork", "--kill-child",
-             "sh", str(script)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [
+                "unshare",
+                "--net",
+                "--mount",
+                "--uts",
+                "--propagation",
+                "private",
+                "--fork",
+                "--kill-child",
+                "sh",
+                str(script),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def _wait_daemon(self, node: PrivateNode, deadline: float) -> None:
         import docker
@@ -161,13 +177,27 @@ exec dockerd --config-file {config} --data-root {node.dir}/data --exec-root {nod
     def _link(self) -> None:
         a, b = self.nodes
         run = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True)  # noqa: E731
-        run(*a.nsenter(), "ip", "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b",
-            "netns", f"/proc/{b.pid}/ns/net")  # fmt: skip
+        run(
+            *a.nsenter(),
+            "ip",
+            "link",
+            "add",
+            "veth-a",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "veth-b",
+            "netns",
+            f"/proc/{b.pid}/ns/net",
+        )
         for node, dev, peer in ((a, "veth-a", b.addr), (b, "veth-b", a.addr)):
-            script = (f"ip link set {dev} up && ip addr add {node.addr}/32 dev {dev} && "
-                      f"ip route add {peer}/32 dev {dev} src {node.addr} && "
-                      f"sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.{dev}.route_localnet=1 "
-                      f"net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.{dev}.rp_filter=0")  # fmt: skip
+            script = (
+                f"ip link set {dev} up && ip addr add {node.addr}/32 dev {dev} && "
+                f"ip route add {peer}/32 dev {dev} src {node.addr} && "
+                f"sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.{dev}.route_localnet=1 "
+                f"net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.{dev}.rp_filter=0"
+            )
             run(*node.nsenter(), "sh", "-c", script)
 
     def _swarm(self) -> None:
@@ -175,8 +205,12 @@ exec dockerd --config-file {config} --data-root {node.dir}/data --exec-root {nod
         ca, cb = a.client(), b.client()
         ca.swarm.init(advertise_addr=a.addr, listen_addr=f"{a.addr}:2377")
         token = ca.swarm.attrs["JoinTokens"]["Worker"]
-        cb.swarm.join(remote_addrs=[f"{a.addr}:2377"], join_token=token, advertise_addr=b.addr,
-                      listen_addr=f"{b.addr}:2377")  # fmt: skip
+        cb.swarm.join(
+            remote_addrs=[f"{a.addr}:2377"],
+            join_token=token,
+            advertise_addr=b.addr,
+            listen_addr=f"{b.addr}:2377",
+        )
         deadline = time.monotonic() + 60
         while len([n for n in ca.nodes.list() if n.attrs["Status"]["State"] == "ready"]) < 2:
             if time.monotonic() > deadline:
@@ -193,8 +227,9 @@ exec dockerd --config-file {config} --data-root {node.dir}/data --exec-root {nod
         log = open(reg / "registry.log", "wb")
         self.registry_proc = subprocess.Popen(
             [*self.manager.nsenter(), "docker-registry", "serve", str(reg / "config.yml")],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         probe = (
             f"import socket; socket.create_connection(('{self.manager.addr}', {REGISTRY_PORT}), timeout=1)"
         )
@@ -209,8 +244,12 @@ exec dockerd --config-file {config} --data-root {node.dir}/data --exec-root {nod
     def load_images(self, names: list[str]) -> None:
         """Copy images from the system daemon (``docker save`` only reads it) into the manager node."""
         save = subprocess.Popen(["docker", "save", *names], stdout=subprocess.PIPE)
-        load = subprocess.run(["docker", "-H", self.manager.docker_host, "load", "-q"], stdin=save.stdout,
-                              capture_output=True, text=True)  # fmt: skip
+        load = subprocess.run(
+            ["docker", "-H", self.manager.docker_host, "load", "-q"],
+            stdin=save.stdout,
+            capture_output=True,
+            text=True,
+        )
         assert save.stdout is not None
         save.stdout.close()
         if save.wait() != 0 or load.returncode != 0:
@@ -220,8 +259,10 @@ exec dockerd --config-file {config} --data-root {node.dir}/data --exec-root {nod
         """``abaco-nb images push --registry`` against the manager node's Docker: the real command."""
         out = subprocess.run(
             [sys.executable, "-m", "server_ext", "images", "push", "--registry", self.registry],
-            env={**os.environ, "DOCKER_HOST": self.manager.docker_host}, capture_output=True, text=True,
-        )  # fmt: skip
+            env={**os.environ, "DOCKER_HOST": self.manager.docker_host},
+            capture_output=True,
+            text=True,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"abaco-nb images push failed: {out.stdout}{out.stderr}")
         return out.stdout
@@ -348,11 +389,13 @@ def start_swarm_serve(
     db = db or tmp / "abaco.db"
     conn = tmp / f"conn-{time.monotonic_ns()}.json"
     log = tmp / f"serve-{time.monotonic_ns()}.log"
-    cmd = [*cluster.manager.nsenter(), sys.executable, "-m", "server_ext", "serve", "--runtime", "swarm",
-           "--host", cluster.manager.addr, "--port", "0", "--db", str(db), "--token", "swarm-token",
-           "--connection-file", str(conn), "--swarm-registry", cluster.registry,
-           "--swarm-agent-dir", f"{cluster.node_dir}/agent",
-           "--swarm-node-docker-socket", f"{cluster.node_dir}/docker.sock", *extra]  # fmt: skip
+    cmd = [
+        *cluster.manager.nsenter(), sys.executable, "-m", "server_ext", "serve", "--runtime", "swarm",
+        "--host", cluster.manager.addr, "--port", "0", "--db", str(db), "--token", "swarm-token",
+        "--connection-file", str(conn), "--swarm-registry", cluster.registry,
+        "--swarm-agent-dir", f"{cluster.node_dir}/agent",
+        "--swarm-node-docker-socket", f"{cluster.node_dir}/docker.sock", *extra,
+    ]  # fmt: skip
     env = {**os.environ, "DOCKER_HOST": cluster.manager.docker_host}
     with open(log, "wb") as out:
         proc = subprocess.Popen(

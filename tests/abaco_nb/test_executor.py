@@ -354,8 +354,10 @@ def test_results_survive_a_kernel_restart_and_exit_stops_running_calls(
     handle = tmp_path / "handle.json"
     proc = subprocess.run(
         [PYTHON, "-c", textwrap.dedent(KERNEL), served.url, served.token, str(handle)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     # The kernel is gone: its running call was stopped at exit, not left running.

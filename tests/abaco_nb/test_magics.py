@@ -117,8 +117,22 @@ def test_bad_input_is_one_clear_line(ip, served, line, expected):
 
 def test_help_documents_every_command(ip):
     text = abaco(ip, "help")
-    for command in ("connect", "actors", "register", "update", "delete", "send", "executions", "logs",
-                    "state", "workers", "dashboard", "%%abaco send", "%%abaco actor", "%%abaco map"):  # fmt: skip
+    for command in (
+        "connect",
+        "actors",
+        "register",
+        "update",
+        "delete",
+        "send",
+        "executions",
+        "logs",
+        "state",
+        "workers",
+        "dashboard",
+        "%%abaco send",
+        "%%abaco actor",
+        "%%abaco map",
+    ):
         assert command in text
     assert "--follow" in abaco(ip, "help logs")
     assert "usage" in str(abaco(ip, "send --help"))

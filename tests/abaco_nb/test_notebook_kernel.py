@@ -86,8 +86,13 @@ def _texts(cell: nbformat.NotebookNode) -> str:
 def executed(served: Served, tmp_path_factory: pytest.TempPathFactory) -> nbformat.NotebookNode:
     nb = new_notebook(cells=[new_code_cell(c) for c in CELLS])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    env = {**os.environ, "ABACO_NB_URL": served.url, "ABACO_NB_TOKEN": served.token,
-           "JPY_SESSION_NAME": "/home/u/issue12-sweep.ipynb", "MPLBACKEND": "Agg"}  # fmt: skip
+    env = {
+        **os.environ,
+        "ABACO_NB_URL": served.url,
+        "ABACO_NB_TOKEN": served.token,
+        "JPY_SESSION_NAME": "/home/u/issue12-sweep.ipynb",
+        "MPLBACKEND": "Agg",
+    }
     cwd = tmp_path_factory.mktemp("kernel-cwd")
     client = NotebookClient(
         nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}

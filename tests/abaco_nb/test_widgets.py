@@ -128,13 +128,25 @@ def test_dashboard_shows_actors_executions_logs_and_acts(client):
 
 
 def test_reprs_do_no_io_and_keep_attribute_access():
-    actor = Actor(id="A1", name="n", image="img", status="ERROR", status_message="boom <x>",
-                  default_environment={"k": "v"}, stateless=False)  # fmt: skip
+    actor = Actor(
+        id="A1",
+        name="n",
+        image="img",
+        status="ERROR",
+        status_message="boom <x>",
+        default_environment={"k": "v"},
+        stateless=False,
+    )
     assert actor.default_environment == {"k": "v"} and actor["name"] == "n"
     html = actor._repr_html_()
     assert "boom &lt;x&gt;" in html and "stateful" in html and "abaco-status-error" in html
-    ex = Execution(id="E1", status="COMPLETE", exitCode=0, start_time="2026-01-01T00:00:00.000000Z",
-                   finish_time="2026-01-01T00:00:01.500000Z")  # fmt: skip
+    ex = Execution(
+        id="E1",
+        status="COMPLETE",
+        exitCode=0,
+        start_time="2026-01-01T00:00:00.000000Z",
+        finish_time="2026-01-01T00:00:01.500000Z",
+    )
     assert ex.exit_code == 0 and ex.seconds == 1.5 and "1.50 s" in ex._repr_html_()
     assert "E1" in repr(ExecutionList([ex])) and "1.5" in repr(ExecutionList([ex]))
     assert "<no actors>" == repr(ActorList()) and "no actors" in ActorList()._repr_html_()

@@ -38,8 +38,16 @@ CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = REPO / "test-output"
 SCREENSHOTS = REPO / "docs" / "screenshots"
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TOKEN = "browser-test-token"
 
 
@@ -72,11 +80,27 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     settings = root / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')  # no news pop-up
-    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"), "JUPYTER_RUNTIME_DIR": str(root / "runtime"), "JUPYTER_CONFIG_DIR": str(root / "config"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"), "JUPYTER_DATA_DIR": str(root / "data")}  # fmt: skip
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-           f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False",
-           "--AbacoApp.runtime=process", f"--AbacoApp.db_path={root / 'abaco.db'}"]  # fmt: skip
+    env = {
+        **os.environ,
+        "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"),
+        "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(root / "config"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"),
+        "JUPYTER_DATA_DIR": str(root / "data"),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        f"--port={port}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--IdentityProvider.token={TOKEN}",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.open_browser=False",
+        "--AbacoApp.runtime=process",
+        f"--AbacoApp.db_path={root / 'abaco.db'}",
+    ]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     log = open(root / "lab.log", "wb")  # noqa: SIM115 - closed below
@@ -157,8 +181,9 @@ def _shot(page_or_locator: Any, name: str) -> Path:
 def _wait_text(page: Any, selector: str, text: str, timeout: float = 60_000) -> None:
     page.wait_for_function(
         "([s, t]) => [...document.querySelectorAll(s)].some(e => e.innerText.includes(t))",
-        arg=[selector, text], timeout=timeout,
-    )  # fmt: skip
+        arg=[selector, text],
+        timeout=timeout,
+    )
 
 
 def _set_theme(page: Any, theme: str) -> None:

@@ -56,19 +56,30 @@ def client_python(name: str) -> Path:
 
 
 def run_driver(
-    client: str, script: str, served: Served, *args: str, env: dict[str, str] | None = None,
+    client: str,
+    script: str,
+    served: Served,
+    *args: str,
+    env: dict[str, str] | None = None,
     timeout: float = 120,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Run ``drivers/<script>`` in the ``client`` venv against ``served``; its DRIVER-RESULT as a dict."""
     full_env = {
-        "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
-        "ABACO_URL": served.url, "ABACO_TOKEN": served.token, "PYTHONWARNINGS": "ignore",
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "ABACO_URL": served.url,
+        "ABACO_TOKEN": served.token,
+        "PYTHONWARNINGS": "ignore",
         **(env or {}),
-    }  # fmt: skip
+    }
     proc = subprocess.run(
         [str(client_python(client)), str(DRIVERS / script), *args],
-        cwd=DRIVERS, env=full_env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=DRIVERS,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("DRIVER-RESULT "):
             return json.loads(line[len("DRIVER-RESULT ") :])

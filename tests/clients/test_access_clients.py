@@ -18,8 +18,11 @@ QUICK = python_command('print("hi")')
 def check_nonce(nonce: dict[str, Any], actor_id: str, level: str, max_uses: int) -> None:
     assert nonce["id"].startswith("LOCAL_") and nonce["actor_id"] == actor_id
     assert (nonce["level"], nonce["max_uses"], nonce["remaining_uses"], nonce["current_uses"]) == (
-        level, max_uses, max_uses, 0,
-    )  # fmt: skip
+        level,
+        max_uses,
+        max_uses,
+        0,
+    )
 
 
 def test_agavepy_nonces_aliases_permissions(abaco_serve: Served) -> None:

@@ -66,8 +66,11 @@ def check_tapipy_run(out: dict) -> None:
     assert out["executions"]["total_executions"] == 3
     assert out["messages"]["messages"] == 0
     assert out["workers"]
-    assert out["unknown_actor"] == {"error": "NotFoundError", "message": "No actor found with id: NOPE.",
-                                    "status": 404}  # fmt: skip
+    assert out["unknown_actor"] == {
+        "error": "NotFoundError",
+        "message": "No actor found with id: NOPE.",
+        "status": 404,
+    }
     assert out["state_initial"] == {"state": {}}
     assert out["state_updated"]["state"] == {"count": 2}
     assert out["state_after_update"] == {"state": {"count": 2}}

@@ -125,7 +125,7 @@ def start_hub(tmp: Path) -> Hub:
             password=PASSWORD,
             api_tokens={token: user for user, token in tokens.items()},
             singleuser=str(BIN / "jupyterhub-singleuser"),
-        )  # fmt: skip
+        )
     )
     log = tmp / "jupyterhub.log"
     env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}

@@ -189,7 +189,9 @@ def test_listening_beyond_loopback_needs_a_flag_and_warns(tmp_path: Path) -> Non
     assert not (tmp_path / "x.db").exists()  # refused before anything was made
     warned = subprocess.run(
         [*base, "--host", "192.0.2.1", "--listen-beyond-loopback"],  # TEST-NET: never this host's address
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "TLS" in warned.stderr and "token" in warned.stderr and "beyond loopback" in warned.stderr
     assert warned.returncode != 0

@@ -26,10 +26,11 @@ def test_config_crud_and_permissions(abaco_serve: Served, env_actor: dict[str, A
     aid = env_actor["id"]
     made = ok(
         abaco_serve.request(
-            "POST", "/actors/configs",
+            "POST",
+            "/actors/configs",
             json={"name": "cfg-crud", "value": {"a": [1, 2]}, "is_secret": False, "actors": aid},
         )
-    )  # fmt: skip
+    )
     assert made == {"name": "cfg-crud", "value": {"a": [1, 2]}, "is_secret": False, "actors": aid}
     assert "cfg-crud" in [c["name"] for c in ok(abaco_serve.request("GET", "/actors/configs"))]
     assert ok(abaco_serve.request("GET", "/v3/actors/configs/cfg-crud")) == made
@@ -43,8 +44,13 @@ def test_config_crud_and_permissions(abaco_serve: Served, env_actor: dict[str, A
         )
     )
     assert updated["value"] == "plain"
-    msg = refused(abaco_serve.request("PUT", "/actors/configs/cfg-crud", json={"name": "other", "value": 1,
-                                                                             "is_secret": False, "actors": aid}))  # fmt: skip
+    msg = refused(
+        abaco_serve.request(
+            "PUT",
+            "/actors/configs/cfg-crud",
+            json={"name": "other", "value": 1, "is_secret": False, "actors": aid},
+        )
+    )
     assert "name" in msg
 
     # permissions: the owner holds UPDATE; grants are added
@@ -110,10 +116,11 @@ def test_secret_is_ciphertext_on_get_and_plain_in_the_execution(
     ok(abaco_serve.request("POST", "/actors/aliases", json={"alias": "cfg-env-alias", "actor_id": aid}))
     secret = ok(
         abaco_serve.request(
-            "POST", "/actors/configs",
+            "POST",
+            "/actors/configs",
             json={"name": "cfg-secret", "value": "s3cr3t-pw", "isSecret": True, "actors": "cfg-env-alias"},
         )
-    )  # fmt: skip
+    )
     assert secret["is_secret"] is True and isinstance(secret["value"], str)
     assert "s3cr3t-pw" not in secret["value"] and secret["value"].startswith("gAAAA")  # a Fernet token
     assert ok(abaco_serve.request("GET", "/actors/configs/cfg-secret"))["value"] == secret["value"]
@@ -173,7 +180,12 @@ def test_admin_and_utilization(abaco_serve: Served, env_actor: dict[str, Any]) -
 
 def test_admin_routes_refuse_nonces(abaco_serve: Served, env_actor: dict[str, Any]) -> None:
     nonce = ok(abaco_serve.request("POST", f"/actors/{env_actor['id']}/nonces", json={"level": "READ"}))
-    for path in ("/actors/admin", "/actors/admin/workers", "/actors/admin/executions", "/actors/utilization",
-                 "/actors/configs"):  # fmt: skip
+    for path in (
+        "/actors/admin",
+        "/actors/admin/workers",
+        "/actors/admin/executions",
+        "/actors/utilization",
+        "/actors/configs",
+    ):
         message = refused(abaco_serve.request("GET", f"{path}?x-nonce={nonce['id']}", auth=False))
         assert message.startswith("Not authorized"), (path, message)

@@ -77,8 +77,13 @@ def logs(served: Served, aid: str, eid: str) -> str:
 
 
 def test_seed_walkthrough(served):
-    aid = register(served, image="abaco-nb/test", name="test", description="My test actor using the abacosamples image.",
-                   default_environment={"key1": "value1", "key2": "value2", "SLEEP": "1"})  # fmt: skip
+    aid = register(
+        served,
+        image="abaco-nb/test",
+        name="test",
+        description="My test actor using the abacosamples image.",
+        default_environment={"key1": "value1", "key2": "value2", "SLEEP": "1"},
+    )
     raw = send(served, aid, "?key1=valueABC", data={"message": "some test message"})
     as_json = send(served, aid, json={"username": "jdoe", "application_id": "print-env-cli-DggdGbK-0.1.0"})
     queued = [send(served, aid, data={"message": f"queued {i}"}) for i in range(2)]
@@ -94,14 +99,32 @@ def test_seed_walkthrough(served):
     final = results[raw]["final_state"]
     assert final["Status"] == "exited" and final["OOMKilled"] is False and final["StartedAt"]
     r = served.session.get(served.api(f"/actors/{aid}/executions/{raw}?case=camel")).json()["result"]
-    for key in ("actorId", "apiServer", "cpu", "executor", "exitCode", "finalState", "id", "io",
-                "messageReceivedTime", "runtime", "startTime", "status", "workerId", "_links"):  # fmt: skip
+    for key in (
+        "actorId",
+        "apiServer",
+        "cpu",
+        "executor",
+        "exitCode",
+        "finalState",
+        "id",
+        "io",
+        "messageReceivedTime",
+        "runtime",
+        "startTime",
+        "status",
+        "workerId",
+        "_links",
+    ):
         assert key in r, key
 
 
 def test_accumulator_state_and_order(served, docker_client):
-    image = build_reactor(docker_client, "abaco-nb-test/accumulator:latest", {"reactor.py": ACCUMULATOR},
-                          '["python3", "/reactor.py"]')  # fmt: skip
+    image = build_reactor(
+        docker_client,
+        "abaco-nb-test/accumulator:latest",
+        {"reactor.py": ACCUMULATOR},
+        '["python3", "/reactor.py"]',
+    )
     aid = register(served, image=image, stateless=False, token=True)
     assert served.session.post(served.api(f"/actors/{aid}/state"), data=b"not json").status_code == 400
     served.session.post(served.api(f"/actors/{aid}/state"), json=0).raise_for_status()  # falsy is fine here
@@ -219,8 +242,18 @@ send_python_result({"size": len(data), "execution_id": context["execution_id"], 
                     "content_type": context["content_type"], "head": data[:4]})
 print("agavepy reactor done")
 """
-_SKIP_SITE = {"pip", "setuptools", "pkg_resources", "_distutils_hack", "pytest", "_pytest", "pygments", "py.py",
-              "__pycache__", "distutils-precedence.pth"}  # fmt: skip
+_SKIP_SITE = {
+    "pip",
+    "setuptools",
+    "pkg_resources",
+    "_distutils_hack",
+    "pytest",
+    "_pytest",
+    "pygments",
+    "py.py",
+    "__pycache__",
+    "distutils-precedence.pth",
+}
 
 
 def test_reactor_using_the_real_agavepy_actors(served, docker_client):
@@ -234,8 +267,11 @@ def test_reactor_using_the_real_agavepy_actors(served, docker_client):
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for entry in sorted(site.iterdir()):
             if entry.name not in _SKIP_SITE and not entry.name.endswith(".dist-info"):
-                tar.add(entry, arcname=f"site/{entry.name}",
-                        filter=lambda info: None if "__pycache__" in info.name else info)  # fmt: skip
+                tar.add(
+                    entry,
+                    arcname=f"site/{entry.name}",
+                    filter=lambda info: None if "__pycache__" in info.name else info,
+                )
         files = {
             "reactor.py": AGAVEPY_REACTOR,
             "Dockerfile": "FROM abaco-nb/py3-func:latest\nCOPY site/ /opt/agavepy-site/\nADD reactor.py /reactor.py\n"
@@ -259,5 +295,10 @@ def test_reactor_using_the_real_agavepy_actors(served, docker_client):
 
     frame = served.session.get(served.api(f"/actors/{aid}/executions/{eid}/results")).content
     sent = cloudpickle.loads(frame)
-    assert sent == {"size": len(payload), "execution_id": eid, "actor_id": aid,
-                    "content_type": "application/octet-stream", "head": b"\x89PNG"}  # fmt: skip
+    assert sent == {
+        "size": len(payload),
+        "execution_id": eid,
+        "actor_id": aid,
+        "content_type": "application/octet-stream",
+        "head": b"\x89PNG",
+    }

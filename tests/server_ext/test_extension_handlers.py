@@ -22,17 +22,28 @@ from tests.server_ext.jupyter_fetch import blocking_fetch
 
 # Every route of the API, with each method it answers (ids need not exist: auth comes first).
 ROUTES = [
-    ("GET", "actors"), ("POST", "actors"),
-    ("GET", "actors/a1"), ("PUT", "actors/a1"), ("DELETE", "actors/a1"),
-    ("GET", "actors/a1/messages"), ("POST", "actors/a1/messages"), ("DELETE", "actors/a1/messages"),
-    ("GET", "actors/a1/executions"), ("POST", "actors/a1/executions/wait"),
-    ("GET", "actors/a1/executions/e1"), ("DELETE", "actors/a1/executions/e1"),
-    ("GET", "actors/a1/executions/e1/logs"), ("GET", "actors/a1/executions/e1/results"),
-    ("GET", "actors/a1/state"), ("POST", "actors/a1/state"),
-    ("GET", "actors/a1/workers"), ("POST", "actors/a1/workers"),
-    ("GET", "actors/a1/workers/w1"), ("DELETE", "actors/a1/workers/w1"),
+    ("GET", "actors"),
+    ("POST", "actors"),
+    ("GET", "actors/a1"),
+    ("PUT", "actors/a1"),
+    ("DELETE", "actors/a1"),
+    ("GET", "actors/a1/messages"),
+    ("POST", "actors/a1/messages"),
+    ("DELETE", "actors/a1/messages"),
+    ("GET", "actors/a1/executions"),
+    ("POST", "actors/a1/executions/wait"),
+    ("GET", "actors/a1/executions/e1"),
+    ("DELETE", "actors/a1/executions/e1"),
+    ("GET", "actors/a1/executions/e1/logs"),
+    ("GET", "actors/a1/executions/e1/results"),
+    ("GET", "actors/a1/state"),
+    ("POST", "actors/a1/state"),
+    ("GET", "actors/a1/workers"),
+    ("POST", "actors/a1/workers"),
+    ("GET", "actors/a1/workers/w1"),
+    ("DELETE", "actors/a1/workers/w1"),
     ("GET", "nosuchroute"),
-]  # fmt: skip
+]
 PREFIXES = ["", "actors/v2", "v3/actors"]  # "" = the bare /actors prefix
 
 
@@ -122,21 +133,33 @@ def test_cookie_calls_need_xsrf_for_writes(fetch: Any) -> None:
     xsrf = "2|abcdef01|0123456789abcdef0123456789abcdef|1700000000"
     with_xsrf = {**browser, "Cookie": f"{cookie}; _xsrf={xsrf}", "X-XSRFToken": xsrf}
     registration = json.dumps({"image": "abaco-nb/test"})
-    accepted = fetch("abaco", "actors", method="POST", headers={**with_xsrf, "Content-Type": "application/json"},
-                     body=registration)  # fmt: skip
+    accepted = fetch(
+        "abaco",
+        "actors",
+        method="POST",
+        headers={**with_xsrf, "Content-Type": "application/json"},
+        body=registration,
+    )
     assert accepted.code == 200, accepted.body
 
 
 def test_register_send_logs_and_links(fetch: Any, jp_base_url: str) -> None:
     reg = {"image": "abaco-nb/test", "name": "hello", "default_environment": {"SLEEP": "0"}}
-    response = fetch("abaco", "actors", method="POST", body=json.dumps(reg),
-                     headers={"Content-Type": "application/json"})  # fmt: skip
+    response = fetch(
+        "abaco", "actors", method="POST", body=json.dumps(reg), headers={"Content-Type": "application/json"}
+    )
     assert response.code == 200, response.body
     actor = body(response)["result"]
     assert f"{jp_base_url}abaco/actors/{actor['id']}" in json.dumps(actor["_links"])
-    sent = fetch("abaco", "v3/actors", actor["id"], "messages", method="POST",
-                 body=json.dumps({"message": "hi from jp_fetch"}),
-                 headers={"Content-Type": "application/json"})  # fmt: skip
+    sent = fetch(
+        "abaco",
+        "v3/actors",
+        actor["id"],
+        "messages",
+        method="POST",
+        body=json.dumps({"message": "hi from jp_fetch"}),
+        headers={"Content-Type": "application/json"},
+    )
     assert sent.code == 200, sent.body
     eid = body(sent)["result"]["execution_id"]
     done = fetch("abaco", "actors", actor["id"], "executions", eid, params={"wait": "60"}, request_timeout=90)
@@ -190,8 +213,15 @@ def test_execution_scoped_token_reaches_only_its_own_actor(fetch: Any, jp_server
     actor = body(fetch("abaco", "actors", method="POST", body=json.dumps(reg), headers=json_headers))[
         "result"
     ]
-    sent = fetch("abaco", "actors", actor["id"], "messages", method="POST", body=json.dumps({"message": "x"}),
-                 headers=json_headers)  # fmt: skip
+    sent = fetch(
+        "abaco",
+        "actors",
+        actor["id"],
+        "messages",
+        method="POST",
+        body=json.dumps({"message": "x"}),
+        headers=json_headers,
+    )
     eid = body(sent)["result"]["execution_id"]
     deadline = time.monotonic() + 60
     while body(fetch("abaco", "actors", actor["id"], "executions", eid))["result"]["status"] != "RUNNING":

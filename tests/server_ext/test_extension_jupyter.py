@@ -71,17 +71,24 @@ def start_jupyter(tmp: Path, abaco: dict[str, Any], env: dict[str, str] | None =
         (tmp / name).mkdir(parents=True, exist_ok=True)
     config = {
         "ServerApp": {
-            "ip": "127.0.0.1", "port": 0, "open_browser": False, "allow_root": True,
-            "root_dir": str(tmp / "root"), "jpserver_extensions": {"server_ext": True},
+            "ip": "127.0.0.1",
+            "port": 0,
+            "open_browser": False,
+            "allow_root": True,
+            "root_dir": str(tmp / "root"),
+            "jpserver_extensions": {"server_ext": True},
         },
         "IdentityProvider": {"token": JUPYTER_TOKEN},
         "AbacoApp": abaco,
-    }  # fmt: skip
+    }
     (tmp / "config" / "jupyter_server_config.json").write_text(json.dumps(config))
     environ = {
-        **os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"), "JUPYTER_DATA_DIR": str(tmp / "data"),
-        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"), **(env or {}),
-    }  # fmt: skip
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+        "JUPYTER_DATA_DIR": str(tmp / "data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+        **(env or {}),
+    }
     for key in ("ABACO_NB_URL", "ABACO_NB_TOKEN"):
         environ.pop(key, None)
     log = tmp / f"jupyter-{time.monotonic_ns()}.log"
@@ -225,8 +232,12 @@ def test_jupyter_lists_the_extension_enabled_and_ok() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_")}
     done = subprocess.run(
         [sys.executable, "-m", "jupyter", "server", "extension", "list"],
-        capture_output=True, text=True, env=env, cwd="/", timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",
+        timeout=120,
+    )
     text = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr)
     assert re.search(r"server_ext enabled", text), text
     assert re.search(r"server_ext 0\.1\.0 OK", text), text

@@ -67,8 +67,11 @@ def test_database_locked_by_another_process(tmp_path):
         running = [_post(served, aid).json()["result"]["execution_id"] for _ in range(3)]
         for eid in running:
             wait_status(served, aid, eid, ("RUNNING",))
-        locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(served.db), str(LOCK_SECONDS)],
-                                  stdout=subprocess.PIPE, text=True)  # fmt: skip
+        locker = subprocess.Popen(
+            [sys.executable, "-c", LOCKER, str(served.db), str(LOCK_SECONDS)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
 
         refused = _post(served, aid)  # a write: refused with the reason, not a hang

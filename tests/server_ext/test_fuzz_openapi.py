@@ -50,12 +50,18 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path: Pa
     served = Served(url=s.url, token=s.token, proc=s.proc, db=s.db, log=s.log)
     try:
         served.register({"image": "abaco-nb/test", "name": "fuzz-target"})  # something to find
+        argv = [
+            cli, "run", str(SCHEMA), "--url", served.url, "--header", f"Authorization: Bearer {token}",
+            "--checks", "not_a_server_error,response_schema_conformance", "--max-time", str(MAX_TIME),
+            "--workers", "2", "--request-timeout", "30", "--no-color", "--seed", "9",
+        ]  # fmt: skip
         run = subprocess.run(
-            [cli, "run", str(SCHEMA), "--url", served.url, "--header", f"Authorization: Bearer {token}",
-             "--checks", "not_a_server_error,response_schema_conformance", "--max-time", str(MAX_TIME),
-             "--workers", "2", "--request-timeout", "30", "--no-color", "--seed", "9"],
-            capture_output=True, text=True, timeout=MAX_TIME + 240, cwd=tmp_path,
-        )  # fmt: skip
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=MAX_TIME + 240,
+            cwd=tmp_path,
+        )
         summary = run.stdout[-8000:]
         assert re.search(r"\d+ generated", run.stdout), summary + run.stderr[-2000:]
         # Failures are what the checks found (a 5xx, an answer the document does not describe). An

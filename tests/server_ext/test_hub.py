@@ -26,8 +26,16 @@ from tests.server_ext.hub_kernel import execute, new_kernel, start_server
 from tests.server_ext.users_scenario import IMAGE, As, run_sharing_scenario
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +79,16 @@ def test_bobs_kernel_from_the_hub_spawner(hub: Hub) -> None:
     server = start_server(hub.public, "bob", hub.tokens["bob"])
     kernel = new_kernel(server, hub.tokens["bob"])
     token = hub.tokens["bob"]
-    connected = execute(server, token, kernel, (
-        "import os, abaco_nb\n%load_ext abaco_nb\nclient = abaco_nb.connect()\n"
-        "print('HOW', client.how)\nprint('URL', client.base_url)\n"
-        "print('ENV', os.environ['JUPYTERHUB_USER'], bool(os.environ.get('JUPYTERHUB_API_TOKEN')))"
-    ))  # fmt: skip
+    connected = execute(
+        server,
+        token,
+        kernel,
+        (
+            "import os, abaco_nb\n%load_ext abaco_nb\nclient = abaco_nb.connect()\n"
+            "print('HOW', client.how)\nprint('URL', client.base_url)\n"
+            "print('ENV', os.environ['JUPYTERHUB_USER'], bool(os.environ.get('JUPYTERHUB_API_TOKEN')))"
+        ),
+    )
     assert not connected.error, connected
     assert "HOW the JupyterHub team service" in connected.text, connected
     assert f"URL {hub.service}" in connected.text and "ENV bob True" in connected.text, connected
@@ -84,18 +97,28 @@ def test_bobs_kernel_from_the_hub_spawner(hub: Hub) -> None:
     assert not listed.error, listed
     assert shared["id"] in listed.text and private["id"] not in listed.text, listed
 
-    sent = execute(server, token, kernel, f"done = %abaco send {shared['id']} \"hi from bob's kernel\" --wait\nprint('BY', done.execution['executor'], done.status)")  # fmt: skip
+    sent = execute(
+        server,
+        token,
+        kernel,
+        f"done = %abaco send {shared['id']} \"hi from bob's kernel\" --wait\nprint('BY', done.execution['executor'], done.status)",
+    )
     assert not sent.error, sent
     assert "BY bob COMPLETE" in sent.text, sent
     refused = execute(server, token, kernel, f"%abaco send {private['id']} nope")  # invisible to bob
     said = refused.text + refused.error
     assert "no actor with id or name" in said or "Not authorized" in said, refused
 
-    executor = execute(server, token, kernel, (
-        "from abaco_nb import AbacoExecutor\nex = AbacoExecutor()\n"
-        "print('POW', ex.blocking_call(pow, 2, 10))\n"
-        "print('OWNER', client.actor(ex.actor_id)['owner'])\nex.delete()"
-    ))  # fmt: skip
+    executor = execute(
+        server,
+        token,
+        kernel,
+        (
+            "from abaco_nb import AbacoExecutor\nex = AbacoExecutor()\n"
+            "print('POW', ex.blocking_call(pow, 2, 10))\n"
+            "print('OWNER', client.actor(ex.actor_id)['owner'])\nex.delete()"
+        ),
+    )
     assert not executor.error, executor
     assert "POW [1024]" in executor.text or "POW 1024" in executor.text, executor
     assert "OWNER bob" in executor.text, executor

@@ -104,9 +104,11 @@ class Walker:
         parts = urlsplit(path)
         canonical = api.normalise_path(parts.path)
         request = MockRequest(
-            "http://localhost", method.lower(), canonical,
+            "http://localhost",
+            method.lower(),
+            canonical,
             args=dict(re.findall(r"([^&=]+)=([^&]*)", parts.query)),
-        )  # fmt: skip
+        )
         content_type = resp.headers.get("Content-Type", "")
         data = resp.content
         if "case=camel" in parts.query:  # the document is snake_case: check the camel form re-snaked

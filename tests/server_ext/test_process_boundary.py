@@ -100,7 +100,16 @@ def test_an_execution_runs_as_a_user_of_its_own_in_its_own_session_and_directory
 def test_an_execution_cannot_read_the_services_files(served: Served) -> None:
     info = connection(served)
     run_dir = os.path.dirname(info["api_socket"])
-    targets = [str(served.db), f"{served.db}-wal", f"{served.db}-shm", str(connection_file(served)), run_dir, f"{run_dir}/proc", f"{run_dir}/messages", f"{run_dir}/results"]  # fmt: skip
+    targets = [
+        str(served.db),
+        f"{served.db}-wal",
+        f"{served.db}-shm",
+        str(connection_file(served)),
+        run_dir,
+        f"{run_dir}/proc",
+        f"{run_dir}/messages",
+        f"{run_dir}/results",
+    ]
     script = "; ".join(
         f"if cat {t} >/dev/null 2>&1 || ls -A {t}/ >/dev/null 2>&1; then echo READ {t}; else echo DENIED {t}; fi"
         for t in targets
@@ -155,11 +164,17 @@ def test_run_directories_are_unique_locked_and_removed_after_sigterm(tmp_path: P
         # the same run directory, given twice: the second service is refused
         shared = tmp_path / "shared-run"
         three = start(tmp_path / "three", "--run-dir", str(shared))
+        argv = [
+            sys.executable, "-m", "server_ext", "serve", "--runtime", "process", "--db", str(tmp_path / "c.db"),
+            "--run-dir", str(shared), "--port", "0",
+        ]  # fmt: skip
         refused = subprocess.run(
-            [sys.executable, "-m", "server_ext", "serve", "--runtime", "process", "--db", str(tmp_path / "c.db"),
-             "--run-dir", str(shared), "--port", "0"],
-            capture_output=True, text=True, timeout=60, env={**os.environ, "ABACO_NB_SERVE_TOKEN": "t"},
-        )  # fmt: skip
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "ABACO_NB_SERVE_TOKEN": "t"},
+        )
         assert refused.returncode != 0 and "in use by another abaco-nb service" in refused.stderr, refused
         three.stop()
         # after SIGTERM: the run directory and the executions' directories are gone

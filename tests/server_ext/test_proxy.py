@@ -56,17 +56,35 @@ def result(response: HTTPResponse) -> Any:
 
 
 def test_kernel_side_routes_reach_the_remote(fetch: Any, remote: Served, remote_api: str) -> None:
-    actor = result(fetch("abaco", "actors", method="POST", body={
-        "image": "abaco-nb/test", "name": f"proxied-{remote_api}", "default_environment": {"SLEEP": "0"},
-    }))  # fmt: skip
+    actor = result(
+        fetch(
+            "abaco",
+            "actors",
+            method="POST",
+            body={
+                "image": "abaco-nb/test",
+                "name": f"proxied-{remote_api}",
+                "default_environment": {"SLEEP": "0"},
+            },
+        )
+    )
     on_remote = remote.session.get(remote.api(f"/actors/{actor['id']}")).json()["result"]
     assert on_remote["name"] == f"proxied-{remote_api}"
     wait_ready(remote, actor["id"])
-    receipt = result(fetch("abaco", "v3/actors", actor["id"], "messages", method="POST",
-                           body={"message": "through the proxy"}))  # fmt: skip
+    receipt = result(
+        fetch(
+            "abaco",
+            "v3/actors",
+            actor["id"],
+            "messages",
+            method="POST",
+            body={"message": "through the proxy"},
+        )
+    )
     eid = receipt["execution_id"]
-    done = result(fetch("abaco", "actors/v2", actor["id"], "executions", eid, params={"wait": "60"},
-                        request_timeout=90))  # fmt: skip
+    done = result(
+        fetch("abaco", "actors/v2", actor["id"], "executions", eid, params={"wait": "60"}, request_timeout=90)
+    )
     assert done["status"] == "COMPLETE"
     logs = result(fetch("abaco", "actors", actor["id"], "executions", eid, "logs"))["logs"]
     assert "Contents of MSG: through the proxy" in logs
@@ -77,11 +95,21 @@ def test_binary_message_and_result_bytes_pass_through_unchanged(fetch: Any, remo
     actor = result(fetch("abaco", "actors", method="POST", body={"image": image, "name": "reverser"}))
     wait_ready(remote, actor["id"])
     payload = bytes(range(256)) * 64 + b"\x00\xff\r\n"
-    receipt = result(fetch("abaco", "actors", actor["id"], "messages", method="POST", body=payload,
-                           headers={"Content-Type": "application/octet-stream"}))  # fmt: skip
+    receipt = result(
+        fetch(
+            "abaco",
+            "actors",
+            actor["id"],
+            "messages",
+            method="POST",
+            body=payload,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+    )
     eid = receipt["execution_id"]
-    done = result(fetch("abaco", "actors", actor["id"], "executions", eid, params={"wait": "60"},
-                        request_timeout=90))  # fmt: skip
+    done = result(
+        fetch("abaco", "actors", actor["id"], "executions", eid, params={"wait": "60"}, request_timeout=90)
+    )
     assert done["status"] == "COMPLETE", done
     got = fetch("abaco", "actors", actor["id"], "executions", eid, "results")
     assert got.code == 200

@@ -18,8 +18,18 @@ QUICK = python_command('print("ok")')
 
 
 def _execution(eid: str, status: str, finished: float | None) -> Execution:
-    return Execution(id=eid, actor_id="A", executor="u", status=status, message_received_time=0.0, content_type="str",
-                     finish_time=finished, cpu=1, io=2, runtime=3)  # fmt: skip
+    return Execution(
+        id=eid,
+        actor_id="A",
+        executor="u",
+        status=status,
+        message_received_time=0.0,
+        content_type="str",
+        finish_time=finished,
+        cpu=1,
+        io=2,
+        runtime=3,
+    )
 
 
 def test_the_rule_keeps_the_newest_and_the_young_and_never_prunes_what_is_queued_or_running() -> None:
@@ -47,8 +57,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 def test_finished_executions_are_pruned_and_the_totals_kept(served: Served) -> None:
     actor = served.register({"image": QUICK})
     aid = actor["id"]
-    sent = [ok(served.request("POST", f"/actors/{aid}/messages", data={"message": str(i)}))["execution_id"]
-            for i in range(6)]  # fmt: skip
+    sent = [
+        ok(served.request("POST", f"/actors/{aid}/messages", data={"message": str(i)}))["execution_id"]
+        for i in range(6)
+    ]
     for eid in sent:
         served.wait_execution(aid, eid)
     deadline = time.monotonic() + 30

@@ -17,8 +17,10 @@ def served(tmp_path_factory) -> Served:
 def test_search_actors_executions_logs_and_workers(served):
     ids = []
     for name in ("alpha", "beta"):
-        r = served.session.post(served.api("/actors"), json={"image": "abaco-nb/test", "name": name,
-                                                               "default_environment": {"SLEEP": "0"}})  # fmt: skip
+        r = served.session.post(
+            served.api("/actors"),
+            json={"image": "abaco-nb/test", "name": name, "default_environment": {"SLEEP": "0"}},
+        )
         ids.append(wait_ready(served, r.json()["result"]["id"])["id"])
     eids = []
     for i, aid in enumerate(ids):
@@ -40,8 +42,11 @@ def test_search_actors_executions_logs_and_workers(served):
     logs = get("/actors/search/logs?search=hello")["search"]
     assert {entry["execution_id"] for entry in logs} == set(eids)
     assert get("/actors/search/actors?skip=1&limit=1")["_metadata"] == {
-        "total_count": 2, "records_skipped": 1, "record_limit": 1, "count_returned": 1,
-    }  # fmt: skip
+        "total_count": 2,
+        "records_skipped": 1,
+        "record_limit": 1,
+        "count_returned": 1,
+    }
     # the implicit form: a list route with a query key of its own is a search, limited to its actor
     implicit = get(f"/actors/{ids[0]}/executions?limit=10")
     assert [e["id"] for e in implicit["search"]] == [eids[0]]

@@ -47,13 +47,34 @@ EMBEDDED = {
 
 # The execution fields of the seed's example response (camelCase, as TACC's production showed them).
 SEED_EXECUTION_FIELDS = {
-    "_links", "actorId", "apiServer", "cpu", "executor", "exitCode", "finalState", "id", "io",
-    "messageReceivedTime", "runtime", "startTime", "status", "workerId",
-}  # fmt: skip
+    "_links",
+    "actorId",
+    "apiServer",
+    "cpu",
+    "executor",
+    "exitCode",
+    "finalState",
+    "id",
+    "io",
+    "messageReceivedTime",
+    "runtime",
+    "startTime",
+    "status",
+    "workerId",
+}
 SEED_FINAL_STATE_FIELDS = {
-    "Dead", "Error", "ExitCode", "FinishedAt", "OOMKilled", "Paused", "Pid", "Restarting", "Running",
-    "StartedAt", "Status",
-}  # fmt: skip
+    "Dead",
+    "Error",
+    "ExitCode",
+    "FinishedAt",
+    "OOMKilled",
+    "Paused",
+    "Pid",
+    "Restarting",
+    "Running",
+    "StartedAt",
+    "Status",
+}
 
 
 def seed_commands(text: str) -> list[str]:
@@ -90,8 +111,10 @@ def curl(served: Served, name: str, **env: str) -> dict[str, Any]:
     proc = subprocess.run(
         ["bash", "-c", command],
         env={"PATH": "/usr/bin:/bin", "TOKEN": served.token, "BASE": served.url, **env},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     body, _, status = proc.stdout.rpartition("\n")
     return {"status": int(status), "json": json.loads(body), "command": command}
@@ -131,10 +154,16 @@ def test_register_and_update(abaco_serve: Served) -> None:
     fixed = commands()["update_force"].replace('"force": True', '"force": true')
     proc = subprocess.run(
         ["bash", "-c", restore_url(fixed)],
-        env={"PATH": "/usr/bin:/bin", "TOKEN": abaco_serve.token, "BASE": abaco_serve.url,
-             "REACTOR_ID": actor["id"]},
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env={
+            "PATH": "/usr/bin:/bin",
+            "TOKEN": abaco_serve.token,
+            "BASE": abaco_serve.url,
+            "REACTOR_ID": actor["id"],
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     result = json.loads(proc.stdout)["result"]
     assert result["revision"] == 2 and result["status"] == "SUBMITTED"
     assert abaco_serve.wait_ready(actor["id"])["status"] == "READY"
@@ -161,8 +190,10 @@ def test_messages_executions_and_logs(abaco_serve: Served) -> None:
         "username": "jdoe",
         "application_id": "print-env-cli-DggdGbK-0.1.0",
     }
-    ids = {name: s["json"]["result"]["execution_id"] for name, s in
-           (("raw", raw), ("json", as_json), ("override", override))}  # fmt: skip
+    ids = {
+        name: s["json"]["result"]["execution_id"]
+        for name, s in (("raw", raw), ("json", as_json), ("override", override))
+    }
     for execution_id in ids.values():
         abaco_serve.wait_execution(actor_id, execution_id)
 
@@ -183,8 +214,10 @@ def test_messages_executions_and_logs(abaco_serve: Served) -> None:
     assert result["exitCode"] == 0 and result["workerId"] and result["executor"]
     assert set(camel["json"]) >= {"message", "result", "status", "version"}
 
-    logs = {name: curl(abaco_serve, "get_logs", REACTOR_ID=actor_id, EXECUTION_ID=eid)["json"]
-            for name, eid in ids.items()}  # fmt: skip
+    logs = {
+        name: curl(abaco_serve, "get_logs", REACTOR_ID=actor_id, EXECUTION_ID=eid)["json"]
+        for name, eid in ids.items()
+    }
     for envelope in logs.values():
         assert envelope["message"] == "Logs retrieved successfully." and envelope["status"] == "success"
         assert set(envelope["result"]["_links"]) == {"execution", "owner", "self"}

@@ -45,8 +45,9 @@ def check_envelope(body: dict, status: str) -> None:
 
 
 def test_actor_crud_and_prefixes(served):
-    actor = register(served, image="abaco-nb/test", name="crud", description="d",
-                     default_environment={"key1": "value1"})  # fmt: skip
+    actor = register(
+        served, image="abaco-nb/test", name="crud", description="d", default_environment={"key1": "value1"}
+    )
     aid = actor["id"]
     for prefix in ("/actors", "/actors/v2", "/v3/actors", "//actors"):
         r = served.session.get(served.url + f"{prefix}/{aid}")
@@ -84,8 +85,20 @@ def test_string_json_and_query_override(served):
     eid = send(served, aid, "?key1=valueABC", data={"message": "some test message"})
     result = wait_status(served, aid, eid)
     assert result["status"] == "COMPLETE" and result["exit_code"] == 0
-    for key in ("actor_id", "worker_id", "exit_code", "final_state", "message_received_time", "start_time",
-                "finish_time", "runtime", "cpu", "io", "executor", "_links"):  # fmt: skip
+    for key in (
+        "actor_id",
+        "worker_id",
+        "exit_code",
+        "final_state",
+        "message_received_time",
+        "start_time",
+        "finish_time",
+        "runtime",
+        "cpu",
+        "io",
+        "executor",
+        "_links",
+    ):
         assert key in result, key
     logs = served.session.get(served.api(f"/actors/{aid}/executions/{eid}/logs")).json()["result"]["logs"]
     assert "Contents of MSG: some test message" in logs
@@ -136,8 +149,11 @@ def test_binary_in_results_out(served):
     )
     actor = register(served, image=local(code))
     aid = actor["id"]
-    r = served.session.post(served.api(f"/actors/{aid}/messages"), data=b"\x00abc\xff",
-                            headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+    r = served.session.post(
+        served.api(f"/actors/{aid}/messages"),
+        data=b"\x00abc\xff",
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert r.json()["result"]["msg"] == "binary - omitted"
     eid = r.json()["result"]["executionId"]
     assert wait_status(served, aid, eid)["exit_code"] == 0
@@ -173,8 +189,9 @@ def test_failures_force_quit_and_time_limit(served):
 
 def test_synchronous_message_returns_logs(served):
     actor = register(served, image="abaco-nb/test", default_environment={"SLEEP": "0"})
-    r = served.session.post(served.api(f"/actors/{actor['id']}/messages?_abaco_synchronous=true"),
-                            data={"message": "sync please"})  # fmt: skip
+    r = served.session.post(
+        served.api(f"/actors/{actor['id']}/messages?_abaco_synchronous=true"), data={"message": "sync please"}
+    )
     assert r.status_code == 200 and "Contents of MSG: sync please" in r.text
 
 
@@ -233,8 +250,11 @@ def test_unknown_execution_and_stateless_state(served):
     assert r.status_code == 400 and "NOPE" in r.json()["message"]
     r = served.session.get(served.api(f"/actors/{actor['id']}/state"))
     assert r.status_code == 404 and r.json()["message"] == "actor is stateless."
-    r = served.session.post(served.api(f"/actors/{actor['id']}/messages"), data=b"plain text",
-                            headers={"Content-Type": "text/plain"})  # fmt: skip
+    r = served.session.post(
+        served.api(f"/actors/{actor['id']}/messages"),
+        data=b"plain text",
+        headers={"Content-Type": "text/plain"},
+    )
     assert r.status_code == 400 and "message" in r.json()["message"]
 
 

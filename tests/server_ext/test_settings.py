@@ -42,8 +42,11 @@ def test_every_setting_is_a_field_a_trait_and_a_flag() -> None:
 
 def test_flags_reach_the_config_and_absent_ones_keep_the_default() -> None:
     parse = build_parser().parse_args
-    args = parse(["serve", "--db", "/tmp/x.db", "--mem-limit", "-1", "--cpus", "0.5", "--cron-interval", "2",
-                  "--sync-timeout", "7", "--container-network", "--executor-idle-seconds", "9"])  # fmt: skip
+    argv = [
+        "serve", "--db", "/tmp/x.db", "--mem-limit", "-1", "--cpus", "0.5", "--cron-interval", "2",
+        "--sync-timeout", "7", "--container-network", "--executor-idle-seconds", "9",
+    ]  # fmt: skip
+    args = parse(argv)
     given = {s.name: getattr(args, s.name) for s in settings() if hasattr(args, s.name)}
     config = from_values(given)
     assert (config.db_path, config.default_mem_limit, config.default_max_cpus) == (
@@ -53,8 +56,13 @@ def test_flags_reach_the_config_and_absent_ones_keep_the_default() -> None:
     )
     assert (config.cron_interval, config.sync_timeout, config.executor_idle_seconds) == (2.0, 7.0, 9.0)
     assert config.container_network is True
-    untouched = from_values({s.name: getattr(parse(["serve"]), s.name, None) for s in settings()
-                             if hasattr(parse(["serve"]), s.name)})  # fmt: skip
+    untouched = from_values(
+        {
+            s.name: getattr(parse(["serve"]), s.name, None)
+            for s in settings()
+            if hasattr(parse(["serve"]), s.name)
+        }
+    )
     assert untouched == ServiceConfig()
 
 

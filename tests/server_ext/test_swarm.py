@@ -32,10 +32,15 @@ def _system_docker_facts() -> dict:
     images = subprocess.run(
         ["docker", "images", "-q", "--no-trunc"], capture_output=True, text=True
     ).stdout.split()
-    swarm = subprocess.run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], capture_output=True,
-                           text=True).stdout.strip()  # fmt: skip
-    return {"docker0": link.split(">")[0] + " " + " ".join(addr.split()[2:5]), "containers": set(ps),
-            "images": set(images), "swarm": swarm}  # fmt: skip
+    swarm = subprocess.run(
+        ["docker", "info", "--format", "{{.Swarm.LocalNodeState}}"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "docker0": link.split(">")[0] + " " + " ".join(addr.split()[2:5]),
+        "containers": set(ps),
+        "images": set(images),
+        "swarm": swarm,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +63,9 @@ def cluster(docker_client, built_images) -> Iterator[Cluster]:
         assert after["swarm"] == before["swarm"] == "inactive"
         assert not {i for i in after["images"] - before["images"]} or not os.environ.get("CI"), "images added"
         assert before["images"] - after["images"] == set() or not os.environ.get("CI"), "images removed"
-        ours = subprocess.run(["docker", "ps", "-aq", "--filter", "label=abaco-nb.node"], capture_output=True,
-                              text=True).stdout.split()  # fmt: skip
+        ours = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", "label=abaco-nb.node"], capture_output=True, text=True
+        ).stdout.split()
         assert ours == [], "a swarm job's container reached the system daemon"
         if os.environ.get("CI"):  # on a shared machine other users' containers come and go
             assert after["containers"] == before["containers"]
@@ -104,8 +110,13 @@ NODES = {"abnb-node-a", "abnb-node-b"}
 
 
 def test_seed_walkthrough_runs_on_both_nodes(served, cluster):
-    aid = register(served, image="abaco-nb/test", name="test", description="My test actor using the abacosamples image.",
-                   default_environment={"key1": "value1", "key2": "value2", "SLEEP": "0"})  # fmt: skip
+    aid = register(
+        served,
+        image="abaco-nb/test",
+        name="test",
+        description="My test actor using the abacosamples image.",
+        default_environment={"key1": "value1", "key2": "value2", "SLEEP": "0"},
+    )
     raw = send(served, aid, "?key1=valueABC", data={"message": "some test message"})
     as_json = send(served, aid, json={"username": "jdoe", "application_id": "print-env-cli-DggdGbK-0.1.0"})
     more = [send(served, aid, data={"message": f"m{i}"}) for i in range(4)]

@@ -25,8 +25,10 @@ from tests.server_ext.users_scenario import IMAGE, As, run_sharing_scenario
 def users_cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "server_ext", "users", *args, "--db", str(db)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def add_user(db: Path, name: str, *flags: str) -> str:
@@ -54,8 +56,12 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
 def people(team: dict[str, object]) -> tuple[As, As, As, As]:
     url = team["served"].url  # type: ignore[attr-defined]
     tokens: dict[str, str] = team["tokens"]  # type: ignore[assignment]
-    return (As(url, tokens["alice"], "alice"), As(url, tokens["bob"], "bob"),
-            As(url, tokens["root"], "root"), As(url, None, "anonymous"))  # fmt: skip
+    return (
+        As(url, tokens["alice"], "alice"),
+        As(url, tokens["bob"], "bob"),
+        As(url, tokens["root"], "root"),
+        As(url, None, "anonymous"),
+    )
 
 
 def test_sharing_scenario(team: dict[str, object]) -> None:
@@ -103,8 +109,9 @@ def test_privileged_needs_a_named_user(tmp_path: Path) -> None:
     """--privileged-users names who may register privileged (and local:) actors besides admins."""
     db = tmp_path / "abaco.db"
     alice, bob = add_user(db, "alice"), add_user(db, "bob")
-    served = serve.start_serve(tmp_path, runtime="process", db=db,
-                               extra=["--users", "--privileged-users", "alice"])  # fmt: skip
+    served = serve.start_serve(
+        tmp_path, runtime="process", db=db, extra=["--users", "--privileged-users", "alice"]
+    )
     try:
         local = {"image": "local:echo hi"}
         assert As(served.url, alice, "alice").ok("POST", "/actors", json=local)["owner"] == "alice"
@@ -119,8 +126,12 @@ def test_single_user_serve_ignores_user_tokens(tmp_path: Path) -> None:
     alice = add_user(db, "alice")
     served = serve.start_serve(tmp_path, runtime="process", db=db)
     try:
-        assert requests.get(served.url + "/actors", headers={"Authorization": f"token {alice}"},
-                            timeout=30).status_code == 401  # fmt: skip
+        assert (
+            requests.get(
+                served.url + "/actors", headers={"Authorization": f"token {alice}"}, timeout=30
+            ).status_code
+            == 401
+        )
         actor = served.session.post(served.api("/actors"), json={"image": IMAGE}, timeout=30).json()["result"]
         assert served.session.get(served.api("/actors/admin"), timeout=30).status_code == 200
         assert actor["owner"]

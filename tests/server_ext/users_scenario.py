@@ -95,10 +95,15 @@ def run_sharing_scenario(a: As, b: As, admin: As, anonymous: As) -> dict[str, st
     assert not {xid, yid} & ids(b.ok("GET", "/actors/search/actors")["search"])
     assert not {xid, yid} & ids(b.ok("GET", "/actors?name=shared")["search"])
     for method, path in [
-        ("GET", f"/actors/{xid}"), ("POST", f"/actors/{xid}/messages"), ("GET", f"/actors/{xid}/executions"),
-        ("GET", f"/actors/{xid}/permissions"), ("GET", f"/actors/{xid}/workers"), ("DELETE", f"/actors/{xid}"),
-        ("GET", f"/actors/{xid}/nonces"), ("PUT", f"/actors/{xid}"),
-    ]:  # fmt: skip
+        ("GET", f"/actors/{xid}"),
+        ("POST", f"/actors/{xid}/messages"),
+        ("GET", f"/actors/{xid}/executions"),
+        ("GET", f"/actors/{xid}/permissions"),
+        ("GET", f"/actors/{xid}/workers"),
+        ("DELETE", f"/actors/{xid}"),
+        ("GET", f"/actors/{xid}/nonces"),
+        ("PUT", f"/actors/{xid}"),
+    ]:
         kwargs: dict[str, Any] = {"json": {"image": IMAGE}} if method in ("POST", "PUT") else {}
         b.refused(method, path, **kwargs)
     assert b.refused("GET", f"/actors/{xid}").endswith("you do not have access to this actor.")

@@ -56,9 +56,14 @@ def test_environment_variable_is_the_str_of_the_dict() -> None:
         content_type="str",
     )
     env = engine.execution_environment(
-        actor, execution, worker_id="W", api_server="", access_token="", username="me",
+        actor,
+        execution,
+        worker_id="W",
+        api_server="",
+        access_token="",
+        username="me",
         actor_configs={"pw": "x", "n": {"a": 1}},
-    )  # fmt: skip
+    )
     assert env["_actor_configs"] == "{'pw': 'x', 'n': {'a': 1}}"
     bare = engine.execution_environment(
         actor, execution, worker_id="W", api_server="", access_token="", username="me"
@@ -103,18 +108,32 @@ def test_admin_summaries() -> None:
 
     def ex(eid: str, actor_id: str, runtime: int) -> Execution:
         return Execution(
-            id=eid, actor_id=actor_id, executor="me", status="COMPLETE", message_received_time=0.0,
-            content_type="str", runtime=runtime, cpu=1, io=2,
-        )  # fmt: skip
+            id=eid,
+            actor_id=actor_id,
+            executor="me",
+            status="COMPLETE",
+            message_received_time=0.0,
+            content_type="str",
+            runtime=runtime,
+            cpu=1,
+            io=2,
+        )
 
     executions = [ex("E1", "A1", 3), ex("E2", "A1", 4), ex("E3", "GONE", 10)]
     assert admin.utilization(actors, workers, 7) == {
-        "currentActors": 1, "totalActors": 2, "workers": 2, "commandQueue": 7
-    }  # fmt: skip
+        "currentActors": 1,
+        "totalActors": 2,
+        "workers": 2,
+        "commandQueue": 7,
+    }
     assert admin.workers_summary(actors, workers) == {
-        "total_workers": 2, "ready_workers": 1, "requested_workers": 0, "error_workers": 0,
-        "busy_workers": 1, "actors_no_workers": 1,
-    }  # fmt: skip
+        "total_workers": 2,
+        "ready_workers": 1,
+        "requested_workers": 0,
+        "error_workers": 0,
+        "busy_workers": 1,
+        "actors_no_workers": 1,
+    }
     result = admin.executions_summary(actors, executions)
     summary = result["summary"]
     assert summary["total_actors_all"] == 3 and summary["total_actors_all_with_executions"] == 2

@@ -113,9 +113,14 @@ def test_monthly_runs_keep_the_start_day_instead_of_drifting() -> None:
         runs.append(next_ex)
         next_ex = step.next_ex
     assert runs == [
-        "2024-01-31 05", "2024-02-29 05", "2024-03-31 05", "2024-04-30 05",
-        "2024-05-31 05", "2024-06-30 05", "2024-07-31 05",
-    ]  # fmt: skip
+        "2024-01-31 05",
+        "2024-02-29 05",
+        "2024-03-31 05",
+        "2024-04-30 05",
+        "2024-05-31 05",
+        "2024-06-30 05",
+        "2024-07-31 05",
+    ]
 
 
 def test_missed_runs_are_skipped_and_the_current_one_fires() -> None:

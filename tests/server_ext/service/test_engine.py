@@ -68,9 +68,15 @@ def _actor(**reg) -> Actor:
 def test_environment_precedence_and_contract():
     actor = _actor(default_environment={"key1": "value1", "key2": "value2", "_abaco_actor_id": "spoof"})
     execution = Execution(
-        id="E1", actor_id="A1", executor="me", status="SUBMITTED", message_received_time=0.0,
-        content_type="application/json", message={"x": True}, environment={"key1": "valueABC"},
-    )  # fmt: skip
+        id="E1",
+        actor_id="A1",
+        executor="me",
+        status="SUBMITTED",
+        message_received_time=0.0,
+        content_type="application/json",
+        message={"x": True},
+        environment={"key1": "valueABC"},
+    )
     env = engine.execution_environment(
         actor, execution, worker_id="W1", api_server="http+unix://x", access_token="tok", username="me"
     )
@@ -78,9 +84,19 @@ def test_environment_precedence_and_contract():
     assert env["_abaco_actor_id"] == "A1"  # system variables win over user ones
     assert env["MSG"] == "{'x': True}"
     assert env["_abaco_Content_Type"] == env["_abaco-Content-Type"] == "application/json"
-    for name in ("_abaco_execution_id", "_abaco_worker_id", "_abaco_container_repo", "_abaco_actor_state",
-                 "_abaco_actor_name", "_abaco_api_server", "_abaco_access_token", "_abaco_actor_dbid",
-                 "_abaco_username", "_abaco_actor_revision", "_actor_configs"):  # fmt: skip
+    for name in (
+        "_abaco_execution_id",
+        "_abaco_worker_id",
+        "_abaco_container_repo",
+        "_abaco_actor_state",
+        "_abaco_actor_name",
+        "_abaco_api_server",
+        "_abaco_access_token",
+        "_abaco_actor_dbid",
+        "_abaco_username",
+        "_abaco_actor_revision",
+        "_actor_configs",
+    ):
         assert name in env, name
 
 

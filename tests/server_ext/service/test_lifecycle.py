@@ -17,8 +17,16 @@ from server_ext.service.models import Execution
 
 
 def _queued(eid: str = "E", **kw: typing.Any) -> Execution:
-    return Execution(id=eid, actor_id="A", executor="me", status="SUBMITTED", message_received_time=1.0,
-                     content_type="str", message="hi", **kw)  # fmt: skip
+    return Execution(
+        id=eid,
+        actor_id="A",
+        executor="me",
+        status="SUBMITTED",
+        message_received_time=1.0,
+        content_type="str",
+        message="hi",
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -274,14 +282,16 @@ def test_crash_after_the_create_before_the_start_removes_and_requeues():
 
 def test_crash_while_running_reattaches():
     execution = _left_running("cid")
-    run, out = lc.step(None, lc.Recovered(execution, 30.0, leftover_started=True, attached=True,
-                                          max_run_time=60))  # fmt: skip
+    run, out = lc.step(
+        None, lc.Recovered(execution, 30.0, leftover_started=True, attached=True, max_run_time=60)
+    )
     assert out == [lc.Attach(execution)] and run is not None and run.max_run_time == 60
 
 
 def test_crash_while_running_on_a_runtime_that_cannot_reattach_is_interrupted():
-    run, out = lc.step(None, lc.Recovered(_left_running("4242"), 30.0, leftover_started=True,
-                                          runtime_name="process"))  # fmt: skip
+    run, out = lc.step(
+        None, lc.Recovered(_left_running("4242"), 30.0, leftover_started=True, runtime_name="process")
+    )
     done = _finished(out)
     assert isinstance(out[1], lc.Remove)  # what is left of it goes
     assert (
@@ -296,8 +306,10 @@ def test_crash_after_it_ran_and_its_container_went_is_interrupted_never_rerun():
 
 
 def test_crash_then_the_actor_was_deleted():
-    running = lc.step(None, lc.Recovered(_left_running("cid"), 30.0, leftover_started=True, attached=True,
-                                         actor_exists=False))  # fmt: skip
+    running = lc.step(
+        None,
+        lc.Recovered(_left_running("cid"), 30.0, leftover_started=True, attached=True, actor_exists=False),
+    )
     assert _finished(running[1]).status_message == lc.ACTOR_GONE
     never = lc.step(None, lc.Recovered(_left_running(), 30.0, actor_exists=False))
     assert _finished(never[1]).status_message == lc.DELETED_QUEUED
@@ -317,8 +329,14 @@ def test_backoff_grows_and_is_capped():
 
 @pytest.mark.parametrize(
     ("message", "actor", "service", "expected"),
-    [(5, 60, 3600, 5), (None, 60, 3600, 60), (None, None, 3600, 3600), (None, None, 0, None),
-     (None, None, -1, None), (None, 0, 10, 10)],
-)  # fmt: skip
+    [
+        (5, 60, 3600, 5),
+        (None, 60, 3600, 60),
+        (None, None, 3600, 3600),
+        (None, None, 0, None),
+        (None, None, -1, None),
+        (None, 0, 10, 10),
+    ],
+)
 def test_run_limit_precedence(message, actor, service, expected):
     assert lc.run_limit(message, actor, service) == expected

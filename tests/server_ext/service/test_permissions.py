@@ -73,8 +73,11 @@ def test_needed_levels(operation: str, method: str, path: str, needed: str) -> N
 
 def test_rules_name_the_admin_only_operations() -> None:
     assert {n for n, r in permissions.RULES.items() if r.on == "admin"} == {
-        "add_workers", "admin_actors", "admin_workers", "admin_executions",
-    }  # fmt: skip
+        "add_workers",
+        "admin_actors",
+        "admin_workers",
+        "admin_executions",
+    }
 
 
 def test_visible_and_nonce_level() -> None:

@@ -106,8 +106,20 @@ def test_a_zygote_child_runs_as_its_own_uid(isolated: ProcessRuntime, tmp_path: 
             read = "read"
         except PermissionError:
             read = "denied"
-        print(json.dumps({"uid": os.getuid(), "euid": os.geteuid(), "groups": os.getgroups(),
-                          "cwd": os.getcwd(), "ppid": os.getppid(), "home": os.environ["HOME"], "secret": read}), flush=True)  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "uid": os.getuid(),
+                    "euid": os.geteuid(),
+                    "groups": os.getgroups(),
+                    "cwd": os.getcwd(),
+                    "ppid": os.getppid(),
+                    "home": os.environ["HOME"],
+                    "secret": read,
+                }
+            ),
+            flush=True,
+        )
         os._exit(0)
 
     runs = [_start(isolated, tmp_path, report) for _ in range(2)]

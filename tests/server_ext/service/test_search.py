@@ -8,13 +8,34 @@ from server_ext.service import search
 from server_ext.service.errors import AbacoError
 
 RECORDS = [
-    {"id": "A", "status": "COMPLETE", "exit_code": 0, "runtime": 2, "final_state": {"StartedAt": "2026-01-02T00:00:00Z"},
-     "image": "abaco-nb/test", "stateless": True},
-    {"id": "B", "status": "COMPLETE", "exit_code": 3, "runtime": 7, "final_state": {"StartedAt": "2026-03-01T00:00:00Z"},
-     "image": "abaco-nb/py3-func", "stateless": False},
-    {"id": "C", "status": "RUNNING", "exit_code": None, "runtime": 0, "final_state": None,
-     "image": "mylab/wc", "stateless": True},
-]  # fmt: skip
+    {
+        "id": "A",
+        "status": "COMPLETE",
+        "exit_code": 0,
+        "runtime": 2,
+        "final_state": {"StartedAt": "2026-01-02T00:00:00Z"},
+        "image": "abaco-nb/test",
+        "stateless": True,
+    },
+    {
+        "id": "B",
+        "status": "COMPLETE",
+        "exit_code": 3,
+        "runtime": 7,
+        "final_state": {"StartedAt": "2026-03-01T00:00:00Z"},
+        "image": "abaco-nb/py3-func",
+        "stateless": False,
+    },
+    {
+        "id": "C",
+        "status": "RUNNING",
+        "exit_code": None,
+        "runtime": 0,
+        "final_state": None,
+        "image": "mylab/wc",
+        "stateless": True,
+    },
+]
 
 
 def ids(query: dict[str, str]) -> list[str]:

@@ -14,8 +14,15 @@ def _claim(worker: str, at: float):
 
 
 def _execution(eid: str, actor: str = "A") -> Execution:
-    return Execution(id=eid, actor_id=actor, executor="me", status="SUBMITTED", message_received_time=0.0,
-                     content_type="str", message=eid)  # fmt: skip
+    return Execution(
+        id=eid,
+        actor_id=actor,
+        executor="me",
+        status="SUBMITTED",
+        message_received_time=0.0,
+        content_type="str",
+        message=eid,
+    )
 
 
 def test_submit_is_durable_and_fifo(tmp_path):

@@ -37,9 +37,15 @@ def test_least_loaded_then_round_robin():
 
 
 def test_manager_address_when_status_says_0000():
-    node = node_from_api({"ID": "x", "Description": {"Hostname": "m"}, "Spec": {"Availability": "active"},
-                          "Status": {"State": "ready", "Addr": "0.0.0.0"},
-                          "ManagerStatus": {"Addr": "10.1.2.3:2377"}})  # fmt: skip
+    node = node_from_api(
+        {
+            "ID": "x",
+            "Description": {"Hostname": "m"},
+            "Spec": {"Availability": "active"},
+            "Status": {"State": "ready", "Addr": "0.0.0.0"},
+            "ManagerStatus": {"Addr": "10.1.2.3:2377"},
+        }
+    )
     assert node.addr == "10.1.2.3" and node.ready
     drained = node_from_api(
         {"ID": "y", "Spec": {"Availability": "drain"}, "Status": {"State": "ready", "Addr": "1.2.3.4"}}
@@ -56,11 +62,23 @@ def test_our_images_come_from_the_registry():
 
 
 def test_job_spec_is_a_pinned_replicated_job_with_the_contract_mounts():
-    spec = job_spec(name="abaco-nb-x-e1", image="reg/abaco-nb/test", environment={"MSG": "hi", "N": None},
-                    labels={"abaco-nb.execution_id": "e1"}, node=B, queue="bq", network_id="net1",
-                    files={"results": "/n/e1/results.sock", "api": "/n/e1/api.sock", "binary": ""},
-                    mem_limit="64m", nano_cpus=500_000_000, pids_limit=100, cap_drop=["NET_RAW"], user=None,
-                    mounts=[], stop_grace=10)  # fmt: skip
+    spec = job_spec(
+        name="abaco-nb-x-e1",
+        image="reg/abaco-nb/test",
+        environment={"MSG": "hi", "N": None},
+        labels={"abaco-nb.execution_id": "e1"},
+        node=B,
+        queue="bq",
+        network_id="net1",
+        files={"results": "/n/e1/results.sock", "api": "/n/e1/api.sock", "binary": ""},
+        mem_limit="64m",
+        nano_cpus=500_000_000,
+        pids_limit=100,
+        cap_drop=["NET_RAW"],
+        user=None,
+        mounts=[],
+        stop_grace=10,
+    )
     template = spec["task_template"]
     assert spec["mode"] == {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
     assert spec["endpoint_spec"] == {"Mode": "dnsrr"}

@@ -44,8 +44,15 @@ def warm_spec(
 ) -> tuple[RunSpec, ResultsSocket]:
     """An executor-style execution (agavepy's protocol: one pickled call, one result datagram)."""
     results = ResultsSocket(tmp_path / f"r{os.urandom(4).hex()}.sock")
-    spec = make_spec(FUNC_IMAGE, env=kw.pop("env", {}), service_id=service_id, warm=True,
-                     binary_path=pickled_call(tmp_path, func, *args), results_socket=results.path, **kw)  # fmt: skip
+    spec = make_spec(
+        FUNC_IMAGE,
+        env=kw.pop("env", {}),
+        service_id=service_id,
+        warm=True,
+        binary_path=pickled_call(tmp_path, func, *args),
+        results_socket=results.path,
+        **kw,
+    )
     return spec, results
 
 

@@ -50,9 +50,15 @@ def _start(rt: ProcessRuntime, tmp: Path, fn: Callable[[], Any], **extra: Any) -
     message.write_bytes(cloudpickle.dumps({"func": fn, "args": [], "kwargs": {}}))
     env = {"_abaco_execution_id": eid, "MSG": "", **extra.pop("env", {})}
     spec = RunSpec(
-        execution_id=eid, actor_id="A", worker_id="W", image=FUNC_IMAGE, environment=env,
-        service_id=extra.pop("service_id", "svc-test"), binary_path=str(message), **extra,
-    )  # fmt: skip
+        execution_id=eid,
+        actor_id="A",
+        worker_id="W",
+        image=FUNC_IMAGE,
+        environment=env,
+        service_id=extra.pop("service_id", "svc-test"),
+        binary_path=str(message),
+        **extra,
+    )
     return rt.start(spec)
 
 
