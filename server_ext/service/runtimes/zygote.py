@@ -13,7 +13,9 @@ its own session with the pass-through environment only (never the service's toke
 *slot* variable, and exits when its end of the control socket closes (the service stopped or died).
 
 This module is the service's side (:class:`Zygote`) and imports nothing from ``abaco_nb``; the zygote
-program itself, and what each child does before it runs the function, is :mod:`.zygote_main`.
+program itself, and what each child does before it runs the function, is :mod:`.zygote_main`. The
+zygote keeps one child forked ahead (its *spare*, waiting on a pipe), so a request is usually a write
+to that pipe rather than a fork; the protocol below does not change with it.
 
 Protocol: one JSON object per line over a SOCK_STREAM socketpair (the zygote's end is passed as FD).
 

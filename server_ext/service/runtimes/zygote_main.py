@@ -259,21 +259,32 @@ class _ZygoteLoop:
         os.close(read_fd)
         self.spare = (pid, write_fd)
 
-    def _hand_to_spare(self, request: dict[str, Any]) -> int | None:
-        """Give the request to the spare; its pid, or None when there is none (or it is gone)."""
-        if self.spare is None:
+    def _take_spare(self) -> tuple[int, int] | None:
+        """The spare (pid, pipe), or None when there is none or it died waiting (reaped and dropped)."""
+        spare, self.spare = self.spare, None
+        if spare is None:
             return None
-        pid, write_fd = self.spare
-        self.spare = None
+        try:
+            done, _ = os.waitpid(spare[0], os.WNOHANG)
+        except ChildProcessError:
+            done = spare[0]
+        if done:
+            os.close(spare[1])
+            return None
+        return spare
+
+    @staticmethod
+    def _hand_over(write_fd: int, request: dict[str, Any]) -> None:
+        """Write the request to the spare's pipe and close it. A spare killed since it was taken makes
+        this fail; it is then reaped as the execution's process, and its death is the exit reported."""
         try:
             data = memoryview(json.dumps(request).encode())
             while data:
                 data = data[os.write(write_fd, data) :]
-        except OSError:  # it died meanwhile (its pid is reaped and ignored): fork instead
-            return None
+        except OSError:
+            pass
         finally:
             os.close(write_fd)
-        return pid
 
     def spawn(self, request: dict[str, Any]) -> None:
         eid = str(request["id"])
@@ -283,16 +294,21 @@ class _ZygoteLoop:
         if marker is None:
             send_line(self.sock, {"op": "failed", "id": eid, "error": "the environment marker is too long"})
             return
-        pid = self._hand_to_spare(request)
-        if pid is None:
-            self._flush()
-            try:
-                pid = os.fork()
-            except OSError as exc:
-                send_line(self.sock, {"op": "failed", "id": eid, "error": f"fork failed: {exc}"})
-                return
-            if pid == 0:
-                _child(request, self.slot, marker, self.pid)
+        spare = self._take_spare()
+        if spare is not None:  # "spawned" first: the woken spare may take this CPU for its whole run
+            pid, write_fd = spare
+            self.children[pid] = eid
+            send_line(self.sock, {"op": "spawned", "id": eid, "pid": pid})
+            self._hand_over(write_fd, request)
+            return
+        self._flush()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            send_line(self.sock, {"op": "failed", "id": eid, "error": f"fork failed: {exc}"})
+            return
+        if pid == 0:
+            _child(request, self.slot, marker, self.pid)
         self.children[pid] = eid
         send_line(self.sock, {"op": "spawned", "id": eid, "pid": pid})
 
