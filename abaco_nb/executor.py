@@ -411,6 +411,11 @@ class AbacoExecutor(cf.Executor):
         self._files: dict[str, dict[str, str]] = {}  # execution id -> its functions' real files
         self._monitor: threading.Thread | None = None
         self._tracking = False
+        # What sizes later maps (auto_chunksize): seconds per call of each function's latest chunk, the
+        # least an execution took here beyond its calls, and when each pending execution was sent.
+        self._call_seconds: dict[tuple[str, str], float] = {}
+        self._overhead: float | None = None
+        self._sent: dict[str, tuple[float, tuple[str, str]]] = {}
         self.created = time.time()
         self.name = name or default_name()
         t0 = time.monotonic()
@@ -588,8 +593,8 @@ class AbacoExecutor(cf.Executor):
     ) -> list[AbacoAsyncResponse]:
         """One response per element of ``args_list`` (a list/tuple element is the call's arguments,
         anything else its single argument), as agavepy's ``map``. Calls are packed ``chunksize`` to an
-        execution (default: about two executions per worker, so 1,000 small calls cost a handful of
-        containers, not 1,000)."""
+        execution (default :meth:`auto_chunksize`: about two executions per worker, one once ``fn``'s
+        calls are known to be short, so 1,000 small calls cost a handful of containers, not 1,000)."""
         calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
             (tuple(a) if isinstance(a, list | tuple) else (a,), {}) for a in args_list
         ]
@@ -602,7 +607,7 @@ class AbacoExecutor(cf.Executor):
             calls = [(a, dict(k)) for (a, _), k in zip(calls, kwargs, strict=True)]
         if not calls:
             return []
-        size = chunksize or self.chunksize or self.auto_chunksize(len(calls))
+        size = chunksize or self.chunksize or self.auto_chunksize(len(calls), fn)
         if size < 1:
             raise ValueError(f"chunksize must be at least 1, got {size}")
         limit = timeout if timeout is not None else self.timeout
@@ -636,10 +641,41 @@ class AbacoExecutor(cf.Executor):
             return
         _Progress(responses, description)
 
-    def auto_chunksize(self, n: int) -> int:
-        """About two executions per worker: a container or process start costs far more than a small call,
-        and two rounds still balance uneven calls."""
-        return max(1, math.ceil(n / (2 * self.max_workers)))
+    def auto_chunksize(self, n: int, fn: Callable[..., Any] | None = None) -> int:
+        """Calls per execution for a ``map`` of ``n`` calls of ``fn``: about two executions per worker
+        (an execution's start costs far more than a small call, and a second round balances uneven
+        calls), or one per worker when this executor has seen ``fn``'s calls be so short that a
+        worker's whole share takes less than the least time an execution here took beyond its calls.
+        Then the second round cannot pay for itself: the imbalance it could win back is at most one
+        worker's share, less than the execution start it costs. The estimate is ``fn``'s latest chunk
+        (by module and name); a first map of a function, or one whose calls took longer, gets two."""
+        two = max(1, math.ceil(n / (2 * self.max_workers)))
+        one = max(1, math.ceil(n / self.max_workers))
+        with self._lock:
+            per_call = self._call_seconds.get(_function_key(fn)) if fn is not None else None
+            overhead = self._overhead
+        if per_call is not None and overhead is not None and one * per_call <= overhead:
+            return one
+        return two
+
+    def _learn(self, eid: str, execution: dict[str, Any], calls: int) -> None:
+        """From a finished chunk: its function's seconds per call (the runner's markers, as the wait
+        answer's ``_abaco_nb_calls``) and the time it took beyond its calls, from send to completion
+        here (the least over executions is one that did not wait in the mailbox)."""
+        with self._lock:
+            sent = self._sent.pop(eid, None)
+        timed = execution.get("_abaco_nb_calls")
+        if sent is None or not isinstance(timed, dict) or not calls:
+            return
+        try:
+            per_call = float(timed["seconds"]) / max(1, calls - int(timed["from_call"]))
+        except (KeyError, TypeError, ValueError):
+            return
+        beyond = time.monotonic() - sent[0] - per_call * calls
+        with self._lock:
+            self._call_seconds[sent[1]] = per_call
+            if beyond > 0 and (self._overhead is None or beyond < self._overhead):
+                self._overhead = beyond
 
     def _submit_chunk(
         self,
@@ -682,6 +718,7 @@ class AbacoExecutor(cf.Executor):
         sink = self._sink(fn)
         files = code_files(fn)
         with self._send_lock:
+            sent_at = time.monotonic()
             receipt = self._send(message, environment)
             eid = str(receipt.execution_id)
             positions = [None if first_call is None else first_call + i for i in range(len(calls))]
@@ -695,6 +732,7 @@ class AbacoExecutor(cf.Executor):
                 if retries > 0:
                     self._work[eid] = _Chunk(fn, calls, timeout, retries)
                 self._newest = eid
+                self._sent[eid] = (sent_at, _function_key(fn))
                 self._calls[eid] = list(positions)
                 self._files[eid] = files
                 if sink is not None:
@@ -918,6 +956,7 @@ class AbacoExecutor(cf.Executor):
             if isinstance(exc, AbacoAPIError) and exc.status == 404 and not self._actor_exists():
                 missing = self._gone_error(eid)
         self._files.pop(eid, None)
+        self._learn(eid, execution, len(responses))
         chunk_error = outcomes.get(-1)
         outcome: tuple[str, Any]
         with self._lock:
@@ -1108,6 +1147,7 @@ class AbacoExecutor(cf.Executor):
             if siblings is None or not all(r.done() for r in siblings):
                 return
             del self._pending[response.execution_id]
+            self._sent.pop(response.execution_id, None)
         self._stop_execution(response.execution_id)
 
     def _stop_execution(self, eid: str, patience: float = 10.0) -> None:
@@ -1231,6 +1271,11 @@ class AbacoExecutor(cf.Executor):
     def _all_execution_ids(self) -> list[str]:
         summary = self.client.executions(self.actor_id)
         return [str(e.get("id")) for e in summary.get("executions", [])]
+
+
+def _function_key(fn: Callable[..., Any]) -> tuple[str, str]:
+    """A function as ``auto_chunksize`` remembers it: its module and qualified name."""
+    return str(getattr(fn, "__module__", "")), str(getattr(fn, "__qualname__", type(fn).__qualname__))
 
 
 def _unpack_frames(data: bytes) -> list[bytes]:

@@ -5,7 +5,8 @@
 Maps a trivial function (``x + 1``: all the time is overhead) over N=100 and N=1000 with
 ``concurrent.futures.ProcessPoolExecutor(2)``, ipyparallel with 2 engines, dask's LocalCluster with 2
 single-threaded workers — each with its defaults and with its best settings for tiny calls (``chunksize``
-for the pool and ipyparallel, ``client.map`` over batches for dask) — and AbacoExecutor with
+for the pool and ipyparallel, ``client.map`` over batches for dask; one chunk per worker, as
+AbacoExecutor's automatic chunks once it has seen the calls be short) — and AbacoExecutor with
 ``max_workers=2`` on ``abaco-nb serve --runtime process`` and ``--runtime docker`` (warm containers).
 Each figure is the median of ``--repeat`` runs of submit + gather; the round trip (one call, as
 ``blocking_call``) is the median of 20; start-up (cluster start, executor actor registration, image)
@@ -56,8 +57,9 @@ ROUND_TRIPS = 20  # one call, submitted and waited for: the blocking_call figure
 
 
 def chunks_of(n: int, workers: int = 2) -> int:
-    """Calls per chunk in the 'best' settings: two chunks per worker, as AbacoExecutor's automatic size."""
-    return max(1, -(-n // (2 * workers)))
+    """Calls per chunk in the 'best' settings: one chunk per worker, as AbacoExecutor's automatic size
+    gives calls it has seen to be this short (two per worker otherwise)."""
+    return max(1, -(-n // workers))
 
 
 def inc_all(xs: list[int]) -> list[int]:
@@ -234,7 +236,8 @@ def report(results: dict[str, dict[str, Any]], repeat: int) -> str:
         f"{platform.python_version()}; median of {repeat} runs "
         f"({ROUND_TRIPS} for round trips). Trivial function (`x + 1`), so the time per task is all "
         "overhead: submit, run, gather. Two workers everywhere. Peers with their defaults and with their "
-        "best settings for many tiny calls (two chunks per worker, as AbacoExecutor's automatic chunks).",
+        "best settings for many tiny calls (one chunk per worker, as AbacoExecutor's automatic chunks for "
+        "calls it has seen to be short).",
         "",
         "| system | start-up (s) | round trip (ms) | N=100 total (ms) | per task (ms) | N=1000 total (ms) "
         "| per task (ms) |",
@@ -264,7 +267,12 @@ def report(results: dict[str, dict[str, Any]], repeat: int) -> str:
             continue
         value = r[key] * 1000 / (key if isinstance(key, int) else 1)
         lines.append(f"- {what} ≤ {limit} ms: **{value:.3f} ms** {'met' if value <= limit else 'NOT met'}")
-    lines += ["", "Executions (processes or containers) used by `map`, automatic chunk size:", ""]
+    lines += [
+        "",
+        "Executions (processes or containers) used by the last `map`, automatic chunk size (two "
+        "per worker for a function not seen yet, one once its calls are known to be short):",
+        "",
+    ]
     for o in ours:
         lines.append(
             f"- {o}: N=100 → {results[o]['executions_100']}, N=1000 → {results[o]['executions_1000']}"

@@ -203,6 +203,10 @@ def wait_executions(service: Service, call: Call) -> Response:
     views = [e.display(call.server) for e in done]
     budget = INLINE_RESULTS_BYTES if with_results else 0
     for view, execution in zip(views, done, strict=True):
+        if with_results:  # the executor sizes the chunks of later maps by how long these calls took
+            timed = service.call_times(execution)
+            if timed is not None:
+                view["_abaco_nb_calls"] = {"from_call": timed[0], "seconds": timed[1]}
         frames = service.all_results(call.params["actor_id"], execution.id) if budget > 0 else []
         packed = b"".join(len(f).to_bytes(8, "big") + f for f in frames)
         if frames and len(packed) <= budget:  # larger ones: the client reads the results route

@@ -8,6 +8,7 @@ interrupted, is ``lifecycle``'s state machine. ``dispatcher`` and ``service`` ca
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -163,6 +164,26 @@ def truncate_logs(text: str, limit: int = LOG_LIMIT) -> str:
         return text
     half = limit // 2
     return text[:half] + "\n" + LOG_TRUNCATED.strip() + "\n" + text[-half:]
+
+
+# The executor's function runner marks each call of a chunk and the end in the log (abaco_nb.func_runner
+# CALL_MARKER and END_MARKER; the two sides are pinned by a test).
+_RUNNER_MARK = re.compile(r"^--- abaco-nb (?:call (-?\d+)|end) @([0-9.]+) ---$", re.MULTILINE)
+
+
+def call_times(logs: str) -> tuple[int, float] | None:
+    """When an executor execution's calls ran, from its runner's markers: ``(index of the first call
+    marked, seconds from that marker to the end marker)``. The calls from that index to the chunk's
+    last ran in that time (``truncate_logs`` keeps the head and the tail, so a long log keeps both
+    markers). None without both (not a chunk, or stopped before its end)."""
+    first: tuple[int, float] | None = None
+    for found in _RUNNER_MARK.finditer(logs):
+        index, at = found.group(1), float(found.group(2))
+        if index is not None:
+            first = first or (int(index), at)
+        elif first is not None:
+            return first[0], max(0.0, at - first[1])
+    return None
 
 
 def log_expiry(actor_log_ex: int | None, default: int, limit: int, now: float) -> float:

@@ -463,6 +463,10 @@ class Service:
                 return live
         return self.store.get_logs(execution_id, now())
 
+    def call_times(self, execution: Execution) -> tuple[int, float] | None:
+        """When a finished executor execution's calls ran (``engine.call_times``)."""
+        return engine.call_times(self.store.get_logs(execution.id, now()))
+
     def pop_result(self, actor_id: str, execution_id: str) -> bytes:
         self.get_execution(actor_id, execution_id)
         return self.store.pop_result(execution_id) or b""

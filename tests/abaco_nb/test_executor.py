@@ -269,6 +269,29 @@ def ignore_alarm_and_sleep(seconds):
     time.sleep(seconds)
 
 
+def naps(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def test_map_uses_one_execution_per_worker_once_the_calls_are_known_to_be_short(client: Client) -> None:
+    ex = AbacoExecutor(client, max_workers=2, progress=False)
+    try:
+        assert ex.auto_chunksize(100, f) == 25  # nothing known yet: two executions per worker
+        first = ex.map(f, range(100))
+        assert len({r.execution_id for r in first}) == 4 and first[-1].result() == [f(99)]
+        cf.wait(first)
+        assert ex.auto_chunksize(100, f) == 50  # f's calls take far less than an execution's start
+        again = ex.map(f, range(100))
+        assert [r.result()[0] for r in again] == [f(i) for i in range(100)]
+        assert len({r.execution_id for r in again}) == 2
+        cf.wait(ex.map(naps, [0.2] * 8))
+        assert ex.auto_chunksize(8, naps) == 2  # a worker's share (0.8 s) outlasts a start: two rounds
+        assert ex.auto_chunksize(100, fails) == 25  # and a function never seen gets two as well
+    finally:
+        ex.delete()
+
+
 def test_per_call_time_limit_enforced_by_the_service(client: Client) -> None:
     ex = AbacoExecutor(client, timeout=1, progress=False)
     ex.timeout_grace = 1.0

@@ -124,6 +124,18 @@ def test_logs_truncated_with_marker():
     assert engine.truncate_logs("abc", 4) == "abc"
 
 
+def test_call_times_from_the_runners_markers():
+    from abaco_nb.func_runner import CALL_MARKER, END_MARKER  # the other side of the contract
+
+    lines = [CALL_MARKER.format(index=i, time=100.0 + i) for i in range(4)] + [END_MARKER.format(time=104.5)]
+    log = "preamble\n" + "\nprinted\n".join(lines) + "\nabaco-nb runner: 4 call(s), 0 failed\n"
+    assert engine.call_times(log) == (0, 4.5)  # calls 0 to the chunk's last took 4.5 s
+    assert engine.call_times(engine.truncate_logs(log, 160)) == (0, 4.5)  # head and tail survive
+    assert engine.call_times("\n".join(lines[2:])) == (2, 2.5)
+    assert engine.call_times(lines[0] + "\n") is None  # stopped before its end: no figure
+    assert engine.call_times("result: 42\n") is None  # not an executor chunk
+
+
 def test_log_expiry_clamped():
     assert engine.log_expiry(None, 100, 1000, 0) == 100
     assert engine.log_expiry(5000, 100, 1000, 0) == 1000
