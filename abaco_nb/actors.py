@@ -49,7 +49,7 @@ class AbacoError(Exception):
     """A helper could not do what was asked (agavepy raises AgaveError in the same places)."""
 
 
-class AttrDict(dict):
+class AttrDict(dict[str, Any]):
     """A dict whose keys are also attributes, as agavepy's context is."""
 
     def __getattr__(self, key: str) -> Any:

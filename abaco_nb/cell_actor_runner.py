@@ -32,12 +32,13 @@ def load_handler(source: str, name: str | None = None) -> Callable[..., Any]:
     namespace: dict[str, Any] = {"__name__": CELL_MODULE}
     exec(compile(source, "<%%abaco actor cell>", "exec"), namespace)
     if name:
-        handler = namespace.get(name)
-        if not callable(handler):
+        named: object = namespace.get(name)
+        if not callable(named):
             raise LookupError(f"the cell defines no function {name!r}")
+        return named
+    handler: object = namespace.get("handler")
+    if callable(handler):
         return handler
-    if callable(namespace.get("handler")):
-        return namespace["handler"]  # type: ignore[no-any-return]
     functions = [
         v for v in namespace.values() if inspect.isfunction(v) and getattr(v, "__module__", "") == CELL_MODULE
     ]

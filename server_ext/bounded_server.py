@@ -75,9 +75,7 @@ class _Marking(httputil.HTTPMessageDelegate):
 class BoundedHTTPServer(httpserver.HTTPServer):
     """``HTTPServer`` with the header and body timeouts and the connection cap above."""
 
-    def initialize(  # type: ignore[override]
-        self, *args: Any, max_connections: int = DEFAULT_MAX_CONNECTIONS, **kwargs: Any
-    ) -> None:
+    def initialize(self, *args: Any, max_connections: int = DEFAULT_MAX_CONNECTIONS, **kwargs: Any) -> None:
         kwargs.setdefault("idle_connection_timeout", HEADER_TIMEOUT)
         kwargs.setdefault("body_timeout", BODY_TIMEOUT)
         super().initialize(*args, **kwargs)

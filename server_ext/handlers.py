@@ -26,7 +26,7 @@ from .service.service import Service
 API_POOL = ThreadPoolExecutor(max_workers=64, thread_name_prefix="abaco-api")
 
 
-def bearer_token(headers: Any, query_token: str | None) -> str | None:
+def bearer_token(headers: Mapping[str, str], query_token: str | None) -> str | None:
     """The token a client sent: ``Authorization: Bearer|token X``, ``X-Tapis-Token``, or ``?token=``."""
     auth = headers.get("Authorization", "")
     if auth:
@@ -89,7 +89,7 @@ class AbacoBaseHandler(web.RequestHandler):
     api: Backend
     max_body: int
 
-    def initialize(self, api: Backend, max_body: int) -> None:  # type: ignore[override]
+    def initialize(self, api: Backend, max_body: int) -> None:
         self.api = api
         self.max_body = max_body
         self._chunks: list[bytes] = []

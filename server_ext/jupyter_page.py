@@ -19,7 +19,7 @@ class JupyterPage(JupyterHandler):
 
     auth_resource = "abaco"
 
-    def initialize(self, mount: str) -> None:  # type: ignore[override]
+    def initialize(self, mount: str) -> None:
         self.mount = mount.rstrip("/")
 
     @web.authenticated

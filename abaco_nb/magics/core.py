@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
+from ..errors import KernelImageError
 from ..records import ActorList, Execution, ExecutionList, MessageReceipt, WorkerList, is_finished
 from . import access, cell_actor, configs, sweep
 from .display import Finished, HelpText, Logs, Notice, State
@@ -397,7 +398,7 @@ class AbacoMagics(Magics):
 
         try:
             built = kernel_image.ensure(args.packages, force=args.force)
-        except (kernel_image.KernelImageError, ValueError) as exc:
+        except (KernelImageError, ValueError) as exc:
             raise MagicError(str(exc)) from None
         if built is None:
             raise MagicError(

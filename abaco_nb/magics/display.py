@@ -72,7 +72,7 @@ class State:
         self.value = value
 
     def __eq__(self, other: object) -> bool:
-        return self.value == (other.value if isinstance(other, State) else other)
+        return bool(self.value == (other.value if isinstance(other, State) else other))
 
     def __hash__(self) -> int:
         return hash(json.dumps(self.value, sort_keys=True, default=str))

@@ -116,7 +116,7 @@ def build_parser() -> MagicParser:
     sub = root.add_subparsers(dest="command", parser_class=MagicParser, metavar="COMMAND")
 
     def add(name: str, help_text: str, **kw: Any) -> MagicParser:
-        return sub.add_parser(name, help=help_text, description=help_text, **kw)  # type: ignore[no-any-return]
+        return sub.add_parser(name, help=help_text, description=help_text, **kw)
 
     p = add("connect", "Connect to an Abaco service (no URL: find or start one with abaco_nb.connect()).")
     p.add_argument("url", nargs="?", help="base URL, e.g. http://127.0.0.1:8888/abaco")

@@ -411,7 +411,7 @@ def _base_python_minor(client: Any, base: str) -> str:
     labels = client.api.inspect_image(base)["Config"].get("Labels") or {}
     if labels.get(LABEL_PYTHON):
         return str(labels[LABEL_PYTHON])
-    out = client.containers.run(
+    out: bytes = client.containers.run(
         base,
         ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
         remove=True,

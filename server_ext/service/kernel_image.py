@@ -621,7 +621,7 @@ def load_layer(client: Any, parent_ref: str, tree: _Tree, ref: str, labels: dict
         total = archive.tell()
         archive.seek(0)
         try:
-            answer = client.api.load_image(_Progress(archive, total, log, ref))  # type: ignore[arg-type]
+            answer = client.api.load_image(_Progress(archive, total, log, ref))
             for chunk in answer or []:
                 if isinstance(chunk, dict) and chunk.get("error"):
                     raise ImageBuildError(f"loading {ref} failed: {chunk['error']}")

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import re2  # type: ignore[import-untyped]
+import re2
 
 from . import strict_json
 from .errors import AbacoError

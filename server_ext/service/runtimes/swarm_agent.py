@@ -51,6 +51,7 @@ import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 EID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_DATAGRAM = 4 * 1024 * 1024
@@ -364,7 +365,7 @@ def oom_kills_inside(container: str, python: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def container_of(eid: str, container: str) -> dict | None:
+def container_of(eid: str, container: str) -> dict[str, Any] | None:
     """The node's inspect of ``container`` if it is this execution's, else None."""
     if not re.match(r"^[0-9a-f]{12,64}$", container or ""):
         return None

@@ -182,7 +182,7 @@ def latest_task(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def task_state(task: dict[str, Any] | None) -> str:
-    return ((task or {}).get("Status") or {}).get("State", "")
+    return str(((task or {}).get("Status") or {}).get("State", ""))
 
 
 def task_container(task: dict[str, Any] | None) -> str:
