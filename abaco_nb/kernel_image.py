@@ -25,7 +25,7 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import KernelImageError as KernelImageError  # re-exported: the executor raises kernel_image.KernelImageError
+from .errors import KernelImageError as KernelImageError  # re-exported: the executor raises it from here
 
 ENV_SWITCH = "ABACO_NB_KERNEL_IMAGE"
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
