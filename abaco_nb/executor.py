@@ -76,9 +76,12 @@ def default_name() -> str:
     """A name a person can tell apart in ``%abaco actors``: the notebook (or kernel, or script) and the
     time, e.g. ``executor sweep.ipynb 2026-12-01 21:50``. Jupyter gives kernels ``JPY_SESSION_NAME``
     (the notebook's path); a kernel without it is named by its id, a script by its file."""
-    where = os.path.basename(os.environ.get("JPY_SESSION_NAME", "")) or _kernel_id() or os.path.basename(
-        sys.argv[0] if sys.argv and sys.argv[0] else ""
-    ) or f"pid {os.getpid()}"  # fmt: skip
+    where = (
+        os.path.basename(os.environ.get("JPY_SESSION_NAME", ""))
+        or _kernel_id()
+        or os.path.basename(sys.argv[0] if sys.argv and sys.argv[0] else "")
+        or f"pid {os.getpid()}"
+    )
     return f"executor {where} {time.strftime('%Y-%m-%d %H:%M')}"
 
 
@@ -240,8 +243,13 @@ class AbacoAsyncResponse(cf.Future):  # type: ignore[type-arg]
         return f"<AbacoAsyncResponse {where}{call} {self.state}>"
 
     def _repr_html_(self) -> str:
-        colour = {"done": "#2e7d32", "pending": "#ef6c00", "running": "#1565c0", "cancelled": "#757575",
-                  "failed": "#c62828"}  # fmt: skip
+        colour = {
+            "done": "#2e7d32",
+            "pending": "#ef6c00",
+            "running": "#1565c0",
+            "cancelled": "#757575",
+            "failed": "#c62828",
+        }
         state = self.state
         link = dashboard_link(
             self._executor.client, "dashboard", actor=self.actor_id, execution=self.execution_id
@@ -819,8 +827,10 @@ class AbacoExecutor(cf.Executor):
             if not watched and not ended:
                 return
             try:
-                statuses = {str(e.get("id")): str(e.get("status"))
-                            for e in self.client.executions(self.actor_id).get("executions") or []}  # fmt: skip
+                statuses = {
+                    str(e.get("id")): str(e.get("status"))
+                    for e in self.client.executions(self.actor_id).get("executions") or []
+                }
             except AbacoAPIError:
                 time.sleep(2.0)
                 continue
@@ -836,8 +846,13 @@ class AbacoExecutor(cf.Executor):
                     current = None
                 for r in responses:
                     if not r.done():
-                        r.status = ("RUNNING" if status == "RUNNING" and r.index in (current, None)
-                                    else "QUEUED" if status == "RUNNING" else status)  # fmt: skip
+                        r.status = (
+                            "RUNNING"
+                            if status == "RUNNING" and r.index in (current, None)
+                            else "QUEUED"
+                            if status == "RUNNING"
+                            else status
+                        )
             time.sleep(interval)
 
     def _tail(self, eid: str, cursor: live.LogCursor, final: bool) -> None:
@@ -966,10 +981,13 @@ class AbacoExecutor(cf.Executor):
             if response.done():
                 continue
             if (
-                work is not None and not missing and response.index is not None
-                and response.index not in outcomes and chunk_error is None
+                work is not None
+                and not missing
+                and response.index is not None
+                and response.index not in outcomes
+                and chunk_error is None
                 and failures.ending(execution) in failures.RETRYABLE
-            ):  # fmt: skip
+            ):
                 lost.append(response)
                 continue
             if response.index is None:  # reloaded without the call count: the whole execution
@@ -1013,9 +1031,11 @@ class AbacoExecutor(cf.Executor):
         if isinstance(value, MemoryError) and not isinstance(value, OutOfMemoryError):
             tb = value.__cause__.tb if isinstance(value.__cause__, RemoteTraceback) else ""
             error = OutOfMemoryError(
-                f"{failures.memory_advice(self.mem_limit)} ({type(value).__name__}: {value})", tb, eid,
+                f"{failures.memory_advice(self.mem_limit)} ({type(value).__name__}: {value})",
+                tb,
+                eid,
                 self.mem_limit,
-            )  # fmt: skip
+            )
             error.__cause__ = value
             return error
         return value
@@ -1029,8 +1049,10 @@ class AbacoExecutor(cf.Executor):
             if response.index not in (None, 0) or response.call
             else ""
         )
-        note = (f"abaco: {where} failed in execution {response.execution_id}{chunk} of executor actor "
-                f"{self.actor_id}; its future's .logs() shows what it printed")  # fmt: skip
+        note = (
+            f"abaco: {where} failed in execution {response.execution_id}{chunk} of executor actor "
+            f"{self.actor_id}; its future's .logs() shows what it printed"
+        )
         try:
             if getattr(error, "execution_id", None) in (None, ""):
                 error.execution_id = response.execution_id  # type: ignore[attr-defined]
@@ -1123,9 +1145,12 @@ class AbacoExecutor(cf.Executor):
     def _gone_error(self, eid: str) -> ExecutorActorGone:
         after = "the next submit registers a new one" if self.own_actor else "create a new AbacoExecutor()"
         return ExecutorActorGone(
-            "", f"the executor's actor {self.actor_id} was deleted (from the dashboard, with %abaco delete, "
-            f"or by the idle clean-up) before this call's result was read; {after}", "", eid
-        )  # fmt: skip
+            "",
+            f"the executor's actor {self.actor_id} was deleted (from the dashboard, with %abaco delete, "
+            f"or by the idle clean-up) before this call's result was read; {after}",
+            "",
+            eid,
+        )
 
     def _fail_all(self, exc: BaseException) -> None:
         with self._lock:
@@ -1255,9 +1280,11 @@ class AbacoExecutor(cf.Executor):
         executor.responses = []
         with executor._lock:
             for eid, n in entries:
-                rs = [AbacoAsyncResponse(executor, eid, None)] if n is None else [
-                    AbacoAsyncResponse(executor, eid, i) for i in range(n)
-                ]  # fmt: skip
+                rs = (
+                    [AbacoAsyncResponse(executor, eid, None)]
+                    if n is None
+                    else [AbacoAsyncResponse(executor, eid, i) for i in range(n)]
+                )
                 executor._pending[eid] = rs
                 if n is not None:
                     executor._sizes[eid] = n

@@ -140,11 +140,9 @@ def bench_dask(repeat: int) -> dict[str, dict[str, Any]]:
 
 def serve(runtime: str, tmp: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     conn = Path(tmp) / "conn.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server_ext", "serve", "--runtime", runtime, "--db", f"{tmp}/abaco.db",
-         "--port", "0", "--token", "bench", "--connection-file", str(conn)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    argv = [sys.executable, "-m", "server_ext", "serve", "--runtime", runtime, "--db", f"{tmp}/abaco.db",
+            "--port", "0", "--token", "bench", "--connection-file", str(conn)]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not conn.exists():
         if proc.poll() is not None or time.monotonic() > deadline:

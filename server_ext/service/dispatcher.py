@@ -287,11 +287,15 @@ class Dispatcher:
                     pass
         actor = self.store.get_actor(execution.actor_id)
         event = lifecycle.Recovered(
-            execution, now(), leftover_started=None if leftover is None else leftover.started,
-            attached=attached, actor_exists=actor is not None, runtime_name=self.runtime.name,
+            execution,
+            now(),
+            leftover_started=None if leftover is None else leftover.started,
+            attached=attached,
+            actor_exists=actor is not None,
+            runtime_name=self.runtime.name,
             max_run_time=self._max_run_time(actor, execution) if actor else None,
             mem_limit=self._mem_limit(actor) if actor else None,
-        )  # fmt: skip
+        )
         return self._feed(event)
 
     def shutdown(self, grace: float = 5.0) -> None:
@@ -530,10 +534,15 @@ class Dispatcher:
             return None
 
     def _run(self, actor: Actor, execution: Execution, worker: Worker) -> None:
-        left = self._feed(lifecycle.Claimed(
-            execution, now(), self._max_run_time(actor, execution), self._mem_limit(actor),
-            runtime_unreachable=self._runtime_down.is_set(),
-        ))  # fmt: skip
+        left = self._feed(
+            lifecycle.Claimed(
+                execution,
+                now(),
+                self._max_run_time(actor, execution),
+                self._mem_limit(actor),
+                runtime_unreachable=self._runtime_down.is_set(),
+            )
+        )
         if not any(isinstance(i, lifecycle.StartRuntime) for i in left):
             return
         binary_path = None
@@ -578,9 +587,14 @@ class Dispatcher:
         token = self.tokens.issue(actor.id, execution.id, expires) if actor.reg.token else ""
         api_server, api_socket = self._api_server_for_runtime()
         env = engine.execution_environment(
-            actor, execution, worker_id=worker.id, api_server=api_server, access_token=token,
-            username=execution.executor, actor_configs=self.configs_for(actor.id),
-        )  # fmt: skip
+            actor,
+            execution,
+            worker_id=worker.id,
+            api_server=api_server,
+            access_token=token,
+            username=execution.executor,
+            actor_configs=self.configs_for(actor.id),
+        )
         binary_path = None
         if execution.content_type == engine.CT_BINARY:
             payload = self.store.get_payload(execution.id) or b""
@@ -590,14 +604,22 @@ class Dispatcher:
             os.chmod(binary_path, 0o444)
         collector = self._collector(execution.id)
         spec = RunSpec(
-            execution_id=execution.id, actor_id=actor.id, worker_id=worker.id, image=actor.reg.image,
-            environment=env, service_id=self.service_id, binary_path=binary_path,
-            results_socket=collector.path, api_socket=api_socket,
-            mem_limit=self._mem_limit(actor), max_cpus=actor.reg.max_cpus or self.config.default_max_cpus,
+            execution_id=execution.id,
+            actor_id=actor.id,
+            worker_id=worker.id,
+            image=actor.reg.image,
+            environment=env,
+            service_id=self.service_id,
+            binary_path=binary_path,
+            results_socket=collector.path,
+            api_socket=api_socket,
+            mem_limit=self._mem_limit(actor),
+            max_cpus=actor.reg.max_cpus or self.config.default_max_cpus,
             network=self.config.container_network,
             privileged=actor.reg.privileged and self.config.allow_privileged,
-            warm=wants_warm(actor.reg.hints), queue=actor.reg.queue,
-        )  # fmt: skip
+            warm=wants_warm(actor.reg.hints),
+            queue=actor.reg.queue,
+        )
         return spec, binary_path, collector
 
     def _collector(self, execution_id: str) -> ResultCollector:
@@ -700,10 +722,19 @@ class Dispatcher:
                     actor.reg.log_ex, self.config.log_ex, self.config.log_ex_limit, finished
                 )
                 oom = bool((info.final_state or {}).get("OOMKilled"))
-                self._feed(lifecycle.Exited(
-                    execution_id, info.exit_code, info.final_state, info.cpu, info.io, logs, expiry,
-                    finished, oom,
-                ))  # fmt: skip
+                self._feed(
+                    lifecycle.Exited(
+                        execution_id,
+                        info.exit_code,
+                        info.final_state,
+                        info.cpu,
+                        info.io,
+                        logs,
+                        expiry,
+                        finished,
+                        oom,
+                    )
+                )
                 return
         finally:
             self._close(collector)

@@ -299,8 +299,16 @@ class DockerRuntime:
     def _warm_key(self, spec: RunSpec) -> tuple[Any, ...]:
         """Executions share a warm container only when a fresh one would be made the same way."""
         mounts = tuple(sorted(tuple(sorted(m.items())) for m in spec.mounts))
-        return (spec.actor_id, spec.image, *self._limits(spec), spec.network, spec.privileged, spec.user,
-                spec.api_socket, mounts)  # fmt: skip
+        return (
+            spec.actor_id,
+            spec.image,
+            *self._limits(spec),
+            spec.network,
+            spec.privileged,
+            spec.user,
+            spec.api_socket,
+            mounts,
+        )
 
     def _start_fresh(self, spec: RunSpec) -> RunningRef:
         labels = {

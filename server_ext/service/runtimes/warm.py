@@ -453,7 +453,7 @@ class WarmPool:
             "user": spec.user or None,
             "working_dir": facts.workdir,
             "detach": True,
-        }  # fmt: skip
+        }
         container = WarmContainer(self, key, create, facts, wdir)
         host_config["Binds"] = [
             *(host_config.get("Binds") or []),
@@ -530,9 +530,10 @@ class WarmPool:
             now = self.clock()
             with self._lock:
                 stale = [
-                    c for c in self._containers
+                    c
+                    for c in self._containers
                     if not c.busy and (now - c.last_used > self.idle_seconds or c.ended)
-                ]  # fmt: skip
+                ]
             for c in stale:
                 self._forget(c)
 
@@ -580,13 +581,26 @@ class WarmPool:
             raise RuntimeFailure(f"cannot hand the binary message to the warm container: {exc}") from exc
         container.relay.target = spec.results_socket
         log_name = f"{spec.execution_id}.log"
-        run = _WarmRun(container, spec.execution_id, os.path.join(container.dir, log_name), time.time(),
-                       self._oom_kills(container, before=True))  # fmt: skip
+        run = _WarmRun(
+            container,
+            spec.execution_id,
+            os.path.join(container.dir, log_name),
+            time.time(),
+            self._oom_kills(container, before=True),
+        )
         self._new_log(run)
         argv = None if container.facts.func else container.facts.argv
         try:
-            run.pid = container.spawn(spec.execution_id, env, container.facts.workdir,
-                                      f"{WORKER_MOUNT}/{log_name}", None, [], run.ended, argv)  # fmt: skip
+            run.pid = container.spawn(
+                spec.execution_id,
+                env,
+                container.facts.workdir,
+                f"{WORKER_MOUNT}/{log_name}",
+                None,
+                [],
+                run.ended,
+                argv,
+            )
         except ZygoteUnavailable as exc:
             self._forget(container)
             raise WarmUnavailable(str(exc)) from exc
@@ -669,10 +683,18 @@ class WarmPool:
                 after = self._oom_kills(run.container, before=False)
                 oom = after is not None and run.oom_before is not None and after > run.oom_before
         final_state = {
-            "Status": "exited", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": oom,
-            "Dead": False, "Pid": 0, "ExitCode": code, "Error": "", "StartedAt": _iso(run.started),
+            "Status": "exited",
+            "Running": False,
+            "Paused": False,
+            "Restarting": False,
+            "OOMKilled": oom,
+            "Dead": False,
+            "Pid": 0,
+            "ExitCode": code,
+            "Error": "",
+            "StartedAt": _iso(run.started),
             "FinishedAt": _iso(how.finished or time.time()),
-        }  # fmt: skip
+        }
         return ExitInfo(exit_code=code, final_state=final_state, cpu=how.cpu, io=how.io)
 
     def logs(self, ref: RunningRef) -> str:

@@ -169,9 +169,14 @@ class Zygote:
             try:
                 proc = subprocess.Popen(
                     [self.python, "-m", MAIN_MODULE, str(theirs.fileno())],
-                    env=env, cwd=self.work_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                    pass_fds=(theirs.fileno(),), start_new_session=True,
-                )  # fmt: skip
+                    env=env,
+                    cwd=self.work_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    pass_fds=(theirs.fileno(),),
+                    start_new_session=True,
+                )
             except OSError:
                 ours.close()
                 raise
@@ -232,8 +237,16 @@ class Zygote:
         ZygoteUnavailable when nothing was started (use Popen), ZygoteFailed when the zygote died
         mid-request."""
         sock = self._ensure()
-        request = {"op": "spawn", "id": execution_id, "env": env, "cwd": cwd, "log": log_path,
-                   "mem": mem_limit, "mark": mark, "user": list(user) if user else None}  # fmt: skip
+        request = {
+            "op": "spawn",
+            "id": execution_id,
+            "env": env,
+            "cwd": cwd,
+            "log": log_path,
+            "mem": mem_limit,
+            "mark": mark,
+            "user": list(user) if user else None,
+        }
         if argv:
             request["argv"] = argv
         waiting = _Spawn(on_exit, threading.Event())

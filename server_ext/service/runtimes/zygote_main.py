@@ -346,11 +346,18 @@ class _ZygoteLoop:
                 except (ProcessLookupError, PermissionError):
                     pass
             if eid is not None:
-                send_line(self.sock, {
-                    "op": "exited", "id": eid, "pid": pid, "status": status, "at": time.time(),
-                    "cpu": int((usage.ru_utime + usage.ru_stime) * 1e9),
-                    "io": int(usage.ru_inblock + usage.ru_oublock) * 512,
-                })  # fmt: skip
+                send_line(
+                    self.sock,
+                    {
+                        "op": "exited",
+                        "id": eid,
+                        "pid": pid,
+                        "status": status,
+                        "at": time.time(),
+                        "cpu": int((usage.ru_utime + usage.ru_stime) * 1e9),
+                        "io": int(usage.ru_inblock + usage.ru_oublock) * 512,
+                    },
+                )
         return reaped
 
     def run(self) -> int:
