@@ -208,7 +208,7 @@ class _Chunk:
     retries: int
 
 
-class AbacoAsyncResponse(cf.Future):  # type: ignore[type-arg]
+class AbacoAsyncResponse(cf.Future[Any]):  # the seed's [value], or the value itself (plain_results)
     """The future of one call. ``result()`` is the list of the call's results (``[20]``), as in agavepy.
 
     ``done()`` answers from memory (the executor's watcher completes it); ``running()`` is ``not done()``
@@ -312,7 +312,7 @@ class _Progress:
         for r in responses:
             r.add_done_callback(self._one)
 
-    def _one(self, response: cf.Future) -> None:  # type: ignore[type-arg]
+    def _one(self, response: cf.Future[Any]) -> None:
         with self._lock:
             self._bar.update(1)
             self._left -= 1
@@ -579,11 +579,12 @@ class AbacoExecutor(cf.Executor):
         tries = self.retries if retries is None else retries
         return self._submit_chunk(fn, [(args, kwargs)], self.timeout, retries=tries)[0]
 
-    def blocking_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> list[Any]:
-        """``submit(...).result()``; Ctrl-C (interrupting the kernel) stops the remote call too."""
+    def blocking_call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """``submit(...).result()``: ``[value]``, or the value itself with ``plain_results``. Ctrl-C
+        (interrupting the kernel) stops the remote call too."""
         response = self.submit(fn, *args, **kwargs)
         try:
-            return response.result()  # type: ignore[no-any-return]
+            return response.result()
         except KeyboardInterrupt:
             response.cancel()
             raise
@@ -973,7 +974,6 @@ class AbacoExecutor(cf.Executor):
         self._files.pop(eid, None)
         self._learn(eid, execution, len(responses))
         chunk_error = outcomes.get(-1)
-        outcome: tuple[str, Any]
         with self._lock:
             work = self._work.pop(eid, None)
         lost: list[AbacoAsyncResponse] = []  # calls without a result whose worker was lost: run again
@@ -993,7 +993,7 @@ class AbacoExecutor(cf.Executor):
             if response.index is None:  # reloaded without the call count: the whole execution
                 values = [outcomes[i] for i in sorted(outcomes) if i >= 0]
                 errors = [v for k, v in values if k == "error"]
-                outcome = ("error", errors[0]) if errors else ("ok", [v for _, v in values])
+                outcome: tuple[str, Any] = ("error", errors[0]) if errors else ("ok", [v for _, v in values])
             else:
                 found = outcomes.get(response.index) or chunk_error
                 if found is None:
@@ -1233,7 +1233,7 @@ class AbacoExecutor(cf.Executor):
             self._closed = True
             self.cancel_all()
 
-    def __exit__(self, *exc: object) -> None:  # type: ignore[override]
+    def __exit__(self, *exc: object) -> None:
         self.shutdown(wait=exc[0] is None, cancel_futures=exc[0] is not None)
         self.delete()
 

@@ -259,7 +259,7 @@ class DockerRuntime:
             binds["/var/run/docker.sock"] = {"bind": "/var/run/docker.sock", "mode": "rw"}
         return binds
 
-    def _limits(self, spec: RunSpec) -> tuple[Any, Any]:
+    def _limits(self, spec: RunSpec) -> tuple[str | None, int | None]:
         mem = spec.mem_limit if spec.mem_limit is not None else self.default_mem_limit
         cpus = spec.max_cpus if spec.max_cpus is not None else self.default_nano_cpus
         return mem, cpus
@@ -276,14 +276,15 @@ class DockerRuntime:
         if not _unlimited(mem):
             kwargs["mem_limit"] = mem
             kwargs["memswap_limit"] = mem  # no swap beyond the limit: the limit means what it says
-        if not _unlimited(cpus):
-            kwargs["nano_cpus"] = int(cpus)  # type: ignore[arg-type]
+        if cpus is not None and not _unlimited(cpus):
+            kwargs["nano_cpus"] = int(cpus)
         if not spec.privileged:
             kwargs["cap_drop"] = self.cap_drop
             kwargs["security_opt"] = ["no-new-privileges"]
             if self.pids_limit:
                 kwargs["pids_limit"] = self.pids_limit
-        return self.api.create_host_config(**kwargs)
+        host_config: dict[str, Any] = self.api.create_host_config(**kwargs)  # docker-py's HostConfig(dict)
+        return host_config
 
     def start(self, spec: RunSpec) -> RunningRef:
         """A warm container's fork when the execution allows it and one can take it; else create and
@@ -454,7 +455,8 @@ class DockerRuntime:
             return self.warm.logs(run)
         watch = self._watches.get(run.ref)
         try:
-            text = self.api.logs(run.ref, stdout=True, stderr=True, stream=False).decode("utf-8", "replace")
+            raw: bytes = self.api.logs(run.ref, stdout=True, stderr=True, stream=False)
+            text = raw.decode("utf-8", "replace")
         except UNREACHABLE as exc:
             raise unreachable(exc) from exc
         except docker.errors.NotFound:

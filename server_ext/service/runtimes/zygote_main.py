@@ -182,13 +182,13 @@ def _child(request: dict[str, Any], slot: EnvironSlot, marker: bytes, zygote_pid
         except SystemExit as exc:
             code = _exit_status_of(exc)
         except KeyboardInterrupt:  # a fresh interpreter reports it by dying of SIGINT
-            sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+            sys.excepthook(*sys.exc_info())
             _wind_down()
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGINT)
             os._exit(128 + signal.SIGINT)
         except BaseException:
-            sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+            sys.excepthook(*sys.exc_info())
             code = 1
     except BaseException as exc:  # the set-up failed: say why in the log when it is open
         try:
