@@ -571,6 +571,8 @@ class AbacoExecutor(cf.Executor):
 
     # -- submitting ---------------------------------------------------------------------------------
 
+    # Not cf.Executor's signature (hence the override ignore): retries= is taken, as dask's submit does,
+    # where cf.Executor's would pass it on to fn.
     def submit(  # type: ignore[override]
         self, fn: Callable[..., Any], /, *args: Any, retries: int | None = None, **kwargs: Any
     ) -> AbacoAsyncResponse:
@@ -589,6 +591,8 @@ class AbacoExecutor(cf.Executor):
             response.cancel()
             raise
 
+    # Not cf.Executor's signature (hence the override ignore): agavepy's (args_list, kwargs_list, ...),
+    # and it returns the futures, not an iterator of results.
     def map(  # type: ignore[override]
         self,
         fn: Callable[..., Any],
@@ -642,7 +646,7 @@ class AbacoExecutor(cf.Executor):
         try:
             from .widgets import show_progress
         except ImportError:  # ipywidgets missing: the text bar still works
-            show_progress = None  # type: ignore[assignment]
+            show_progress = None  # type: ignore[assignment]  # mypy gives the name the function's type
         link = dashboard_link(self.client, "dashboard", actor=self.actor_id)
         if show_progress is not None and show_progress(
             responses, cancel=self.cancel_all, description=description, link=link
@@ -1053,7 +1057,7 @@ class AbacoExecutor(cf.Executor):
             f"abaco: {where} failed in execution {response.execution_id}{chunk} of executor actor "
             f"{self.actor_id}; its future's .logs() shows what it printed"
         )
-        try:
+        try:  # any exception type: the two attributes are added to it (hence the attr-defined ignores)
             if getattr(error, "execution_id", None) in (None, ""):
                 error.execution_id = response.execution_id  # type: ignore[attr-defined]
             if not hasattr(error, "call"):
