@@ -13,7 +13,7 @@ from abaco_nb import actors, executor, func_runner, records
 from abaco_nb.magics import cell_actor
 from server_ext.service import images, models, rest
 from server_ext.service import service as service_module
-from server_ext.service.runtimes import base, process
+from server_ext.service.runtimes import base, process, swarm_agent
 
 
 def test_both_sides_agree_which_statuses_are_final() -> None:
@@ -36,6 +36,7 @@ def test_both_sides_agree_which_statuses_are_final() -> None:
         ("the runner's binary variable", func_runner.ENV_BINARY_DATA, base.ENV_BINARY_DATA),
         ("the process runtime's results variable", actors.ENV_RESULTS_SOCKET, base.ENV_RESULTS_SOCKET),
         ("the runner's results variable", func_runner.ENV_RESULTS_SOCKET, base.ENV_RESULTS_SOCKET),
+        ("the final_state keys a swarm node reads", swarm_agent.STATE_KEYS, base.STATE_KEYS),
     ],
 )
 def test_both_sides_name_the_same_thing(what: str, kernel_side: str, service_side: str) -> None:

@@ -14,6 +14,7 @@ environment variables named below; ``abaco_nb.actors`` honours both.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -53,6 +54,52 @@ class RuntimeFailure(Exception):
 class NotStarted(RuntimeFailure):
     """The runtime refused before anything of the execution started (no room for its files, say):
     the message has not run and can run later."""
+
+
+# The keys of Docker's container State that an execution's ``final_state`` carries, on every runtime.
+STATE_KEYS = (
+    "Status",
+    "Running",
+    "Paused",
+    "Restarting",
+    "OOMKilled",
+    "Dead",
+    "Pid",
+    "ExitCode",
+    "Error",
+    "StartedAt",
+    "FinishedAt",
+)
+
+
+def iso_time(ts: float) -> str:
+    """A Unix time as Docker writes ``StartedAt``/``FinishedAt`` (UTC, nanosecond digits)."""
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
+def exited_state(
+    code: int | None,
+    started_at: str | None = None,
+    finished_at: str | None = None,
+    error: str = "",
+    oom: bool = False,
+) -> dict[str, Any]:
+    """The ``final_state`` of an execution that ended outside a container of its own (a process, a
+    warm container's child, a swarm task), in the shape of Docker's State: clients read one format
+    whatever the runtime."""
+    return {
+        "Status": "exited",
+        "Running": False,
+        "Paused": False,
+        "Restarting": False,
+        "OOMKilled": oom,
+        "Dead": False,
+        "Pid": 0,
+        "ExitCode": code,
+        "Error": error,
+        "StartedAt": started_at,
+        "FinishedAt": finished_at,
+    }
 
 
 class RuntimeUnreachable(RuntimeFailure):

@@ -40,6 +40,7 @@ from .base import (
     LABEL_SERVICE,
     LABEL_WORKER,
     RESULTS_SOCKET_PATH,
+    STATE_KEYS,
     ExitInfo,
     ImageCheck,
     Leftover,
@@ -55,21 +56,6 @@ log = logging.getLogger(__name__)
 # Capabilities of Docker's default set that an actor has no business with. SETUID/SETGID/CHOWN/
 # DAC_OVERRIDE stay: images that switch users (gosu, su) or fix file ownership at start need them.
 DEFAULT_CAP_DROP = ("NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT")
-
-# Keys of Docker's State dict reported as an execution's final_state.
-STATE_KEYS = (
-    "Status",
-    "Running",
-    "Paused",
-    "Restarting",
-    "OOMKilled",
-    "Dead",
-    "Pid",
-    "ExitCode",
-    "Error",
-    "StartedAt",
-    "FinishedAt",
-)
 
 # Images we build locally (`abaco-nb images build`) and that no registry has.
 LOCAL_IMAGE_PREFIX = "abaco-nb/"

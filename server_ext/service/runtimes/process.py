@@ -24,7 +24,6 @@ starting a fresh interpreter each (~1 ms instead of ~80 ms); everything above ho
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import resource
 import shlex
@@ -47,6 +46,8 @@ from .base import (
     RunningRef,
     RunSpec,
     RuntimeFailure,
+    exited_state,
+    iso_time,
 )
 from .sandbox import NPROC_LIMIT, ExecUser, Sandbox, UidPool
 from .zygote import Zygote, ZygoteExit, ZygoteFailed, ZygoteUnavailable, exit_code, fresh_start_differs
@@ -99,10 +100,6 @@ def _without_own_dir(env: dict[str, str]) -> dict[str, str]:
     """``HOME`` differs per execution only because the runtime sets it (no user may): not a reason to
     leave the zygote for a fresh interpreter."""
     return {k: v for k, v in env.items() if k not in _OWN_DIR}
-
-
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
 
 @dataclass
@@ -335,19 +332,7 @@ class ProcessRuntime:
         if running.failure:
             raise RuntimeFailure(running.failure)
         code = exit_code(running.status)  # killed by a signal: 128+N, as a shell reports
-        final_state = {
-            "Status": "exited",
-            "Running": False,
-            "Paused": False,
-            "Restarting": False,
-            "OOMKilled": False,
-            "Dead": False,
-            "Pid": 0,
-            "ExitCode": code,
-            "Error": "",
-            "StartedAt": _iso(running.started),
-            "FinishedAt": _iso(running.finished),
-        }
+        final_state = exited_state(code, iso_time(running.started), iso_time(running.finished))
         return ExitInfo(exit_code=code, final_state=final_state, cpu=running.cpu, io=running.io)
 
     def logs(self, run: RunningRef) -> str:

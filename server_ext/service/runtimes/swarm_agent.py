@@ -56,6 +56,7 @@ from typing import Any
 EID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_DATAGRAM = 4 * 1024 * 1024
 LABEL_EXECUTION = "abaco-nb.execution_id"
+# base.STATE_KEYS, copied: this program runs on the nodes with the standard library only.
 STATE_KEYS = (
     "Status",
     "Running",

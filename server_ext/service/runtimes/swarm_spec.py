@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .base import API_SOCKET_PATH, BINARY_DATA_PATH, RESULTS_SOCKET_PATH
+from .base import API_SOCKET_PATH, BINARY_DATA_PATH, RESULTS_SOCKET_PATH, exited_state
 
 QUEUE_LABEL = "abaco-nb.queue"
 LABEL_ROLE = "abaco-nb.role"
@@ -197,19 +197,7 @@ def exit_facts(
     status = (task or {}).get("Status") or {}
     container_status = status.get("ContainerStatus") or {}
     code = container_status.get("ExitCode")
-    final: dict[str, Any] = {
-        "Status": "exited",
-        "Running": False,
-        "Paused": False,
-        "Restarting": False,
-        "OOMKilled": False,
-        "Dead": False,
-        "Pid": 0,
-        "ExitCode": code,
-        "Error": status.get("Err", ""),
-        "StartedAt": None,
-        "FinishedAt": status.get("Timestamp"),
-    }
+    final = exited_state(code, None, status.get("Timestamp"), error=status.get("Err", ""))
     if container_state:
         final.update(container_state)
         code = container_state.get("ExitCode", code)

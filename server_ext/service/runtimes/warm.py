@@ -71,6 +71,8 @@ from .base import (
     RunningRef,
     RunSpec,
     RuntimeFailure,
+    exited_state,
+    iso_time,
 )
 from .zygote import SLOT_BYTES, SLOT_NAME, Zygote, ZygoteExit, ZygoteFailed, ZygoteUnavailable, exit_code
 
@@ -384,12 +386,6 @@ class _WarmRun:
         self.done.set()
 
 
-def _iso(ts: float) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
-
-
 class WarmPool:
     """Warm containers by shape, and the executions running in them (see module docstring)."""
 
@@ -682,19 +678,8 @@ class WarmPool:
             if os.WIFSIGNALED(how.status) and os.WTERMSIG(how.status) == signal.SIGKILL:
                 after = self._oom_kills(run.container, before=False)
                 oom = after is not None and run.oom_before is not None and after > run.oom_before
-        final_state = {
-            "Status": "exited",
-            "Running": False,
-            "Paused": False,
-            "Restarting": False,
-            "OOMKilled": oom,
-            "Dead": False,
-            "Pid": 0,
-            "ExitCode": code,
-            "Error": "",
-            "StartedAt": _iso(run.started),
-            "FinishedAt": _iso(how.finished or time.time()),
-        }
+        finished = iso_time(how.finished or time.time())
+        final_state = exited_state(code, iso_time(run.started), finished, oom=oom)
         return ExitInfo(exit_code=code, final_state=final_state, cpu=how.cpu, io=how.io)
 
     def logs(self, ref: RunningRef) -> str:
