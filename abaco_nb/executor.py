@@ -58,6 +58,9 @@ from .records import FINISHED, is_finished
 EXECUTOR_HINT = "abaco_nb_executor"  # the service removes idle actors with this hint
 FUNC_IMAGE = "abaco-nb/py3-func"
 RESULT_FRAMES = "application/x-abaco-nb-frames"
+# The modules a chunk's function and arguments need, sent with each message: a warm container's zygote
+# imports them once, so later executions start with them instead of importing numpy each time.
+ENV_PRELOAD = "_abaco_nb_preload"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # the service's default max_body_bytes
 CHUNK_TARGET_BYTES = 64 * 1024 * 1024  # map splits chunks whose pickled payload is larger
 POLL_SECONDS = 30  # one long-poll's server-side timeout
@@ -482,15 +485,11 @@ class AbacoExecutor(cf.Executor):
         self.image_modules = frozenset(built.get("modules") or ())
         return str(built["ref"])
 
-    def _check_modules(
-        self, fn: Callable[..., Any], calls: list[tuple[tuple[Any, ...], dict[str, Any]]]
-    ) -> None:
+    def _check_modules(self, fn: Callable[..., Any], needed: set[str]) -> None:
         """Name a module the image lacks before the call is sent (known for kernel images only)."""
         if self.image_modules is None:
             return
-        lacking = needs.missing(
-            needs.function_modules(fn) | needs.argument_modules(calls), self.image_modules
-        )
+        lacking = needs.missing(needed, self.image_modules)
         if lacking:
             name = getattr(fn, "__qualname__", "the function")
             raise MissingModuleError(
@@ -706,7 +705,8 @@ class AbacoExecutor(cf.Executor):
             raise RuntimeError("cannot submit: the executor was shut down or deleted")
         import cloudpickle
 
-        self._check_modules(fn, calls)
+        needed = set(needs.function_modules(fn)) | needs.argument_modules(calls)
+        self._check_modules(fn, needed)
         try:
             payload = cloudpickle.dumps({"func": fn, "calls": calls})
         except Exception as exc:
@@ -724,7 +724,7 @@ class AbacoExecutor(cf.Executor):
                 f"{MAX_MESSAGE_BYTES / 1e6:.0f} MB; pass a path or URL to the data instead"
             )
         message = wire.encode_message(payload, self.versions, timeout)
-        environment = {}
+        environment = {ENV_PRELOAD: ",".join(sorted(needed)[:64])} if needed else {}
         if timeout:
             backstop = math.ceil(timeout * len(calls) + self.timeout_grace)
             environment["_abaco_nb_timeout"] = str(backstop)

@@ -11,7 +11,7 @@ import pytest
 
 from abaco_nb import actors, executor, func_runner, records
 from abaco_nb.magics import cell_actor
-from server_ext.service import images, models, rest
+from server_ext.service import environment, images, models, rest
 from server_ext.service import service as service_module
 from server_ext.service.runtimes import base, process, swarm_agent
 
@@ -37,7 +37,14 @@ def test_both_sides_agree_which_statuses_are_final() -> None:
         ("the process runtime's results variable", actors.ENV_RESULTS_SOCKET, base.ENV_RESULTS_SOCKET),
         ("the runner's results variable", func_runner.ENV_RESULTS_SOCKET, base.ENV_RESULTS_SOCKET),
         ("the final_state keys a swarm node reads", swarm_agent.STATE_KEYS, base.STATE_KEYS),
+        ("the modules a warm zygote imports", executor.ENV_PRELOAD, base.ENV_PRELOAD),
     ],
 )
 def test_both_sides_name_the_same_thing(what: str, kernel_side: str, service_side: str) -> None:
     assert kernel_side == service_side, what
+
+
+def test_a_message_may_name_the_modules_to_preload() -> None:
+    """The executor sends ``_abaco_nb_preload`` as a query parameter: the environment rule lets it in."""
+    assert environment.allowed(base.ENV_PRELOAD)
+    assert environment.from_query({base.ENV_PRELOAD: ["numpy,scipy"]}) == {base.ENV_PRELOAD: "numpy,scipy"}

@@ -70,10 +70,15 @@ REFUSED_PREFIXES = (
 ACTOR_SETTINGS = frozenset({"ABACO_NB_HANDLER", "ABACO_NB_HANDLER_SOURCE", "ABACO_NB_MAX_RESULT_BYTES"})
 
 
+# Contract names a message may set (the executor does): what a warm container's zygote imports for the
+# actor's next executions, inside that actor's own container (never on the host: runtimes/warm.py).
+MESSAGE_SETTINGS = frozenset({"_abaco_nb_preload"})
+
+
 def refusal(name: str, *, settings: bool = False) -> str | None:
     """Why ``name`` may not be an execution's variable, or None when it may. ``settings``: the
     registration's ``default_environment``, where ``ACTOR_SETTINGS`` are allowed too."""
-    if settings and name in ACTOR_SETTINGS:
+    if (settings and name in ACTOR_SETTINGS) or name in MESSAGE_SETTINGS:
         return None
     if len(name) > MAX_NAME:
         return f"is longer than {MAX_NAME} characters"

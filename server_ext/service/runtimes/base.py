@@ -56,6 +56,18 @@ class NotStarted(RuntimeFailure):
     the message has not run and can run later."""
 
 
+# The modules an executor's function needs, comma-separated (top-level names): a warm container's zygote
+# imports them once, so the children forked after carry them (runtimes/warm.py).
+ENV_PRELOAD = "_abaco_nb_preload"
+
+
+def preload_modules(environment: dict[str, str]) -> list[str]:
+    """The module names an execution's ``ENV_PRELOAD`` asks for (at most 64, identifiers only; the
+    zygote checks them again)."""
+    names = [n.strip() for n in str(environment.get(ENV_PRELOAD) or "").split(",")]
+    return [n for n in names if n.isidentifier()][:64]
+
+
 # The keys of Docker's container State that an execution's ``final_state`` carries, on every runtime.
 STATE_KEYS = (
     "Status",

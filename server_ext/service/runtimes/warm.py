@@ -73,6 +73,7 @@ from .base import (
     RuntimeFailure,
     exited_state,
     iso_time,
+    preload_modules,
 )
 from .zygote import SLOT_BYTES, SLOT_NAME, Zygote, ZygoteExit, ZygoteFailed, ZygoteUnavailable, exit_code
 
@@ -596,6 +597,7 @@ class WarmPool:
                 [],
                 run.ended,
                 argv,
+                preload=preload_modules(spec.environment) if container.facts.func else None,
             )
         except ZygoteUnavailable as exc:
             self._forget(container)

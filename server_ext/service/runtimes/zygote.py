@@ -230,10 +230,12 @@ class Zygote:
         argv: list[str] | None = None,
         *,
         user: tuple[int, int, int] | None = None,
+        preload: list[str] | None = None,
     ) -> int:
         """Fork a child for the execution; its pid. ``on_exit`` is called (from the reader thread) when it
         ends. ``argv``: exec that command in the child instead of running the function runner. ``user``:
-        (uid, gid, process limit) the child runs as (the zygote is root), else the zygote's own. Raises
+        (uid, gid, process limit) the child runs as (the zygote is root), else the zygote's own.
+        ``preload``: modules a warm container's zygote imports after this fork, for the next ones. Raises
         ZygoteUnavailable when nothing was started (use Popen), ZygoteFailed when the zygote died
         mid-request."""
         sock = self._ensure()
@@ -249,6 +251,8 @@ class Zygote:
         }
         if argv:
             request["argv"] = argv
+        if preload:  # a warm container's zygote imports these for the children after this one
+            request["preload"] = preload
         waiting = _Spawn(on_exit, threading.Event())
         with self._lock:
             self._spawns[execution_id] = waiting

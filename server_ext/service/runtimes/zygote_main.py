@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -29,6 +30,9 @@ from typing import Any
 from .zygote import SLOT_NAME, send_line
 
 PRELOAD = ("cloudpickle", "abaco_nb.func_runner", "abaco_nb.actors")
+# Modules a request may ask a warm container's zygote to import before it forks (see _ZygoteLoop.learn).
+MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MAX_LEARNED = 64
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -231,12 +235,14 @@ class _ZygoteLoop:
     instruction (a new task queues behind the running ones; a woken one does not); a spare answers in
     well under a millisecond. A request that finds no spare forks as before."""
 
-    def __init__(self, sock: socket.socket, slot: EnvironSlot) -> None:
+    def __init__(self, sock: socket.socket, slot: EnvironSlot, may_learn: bool = False) -> None:
         self.sock = sock
         self.slot = slot
         self.children: dict[int, str] = {}  # pid -> execution id
         self.pid = os.getpid()
         self.spare: tuple[int, int] | None = None  # (pid, write end of its request pipe)
+        self.may_learn = may_learn  # only inside the actor's own container (PID 1), never on the host
+        self.tried: set[str] = set()  # modules asked for once: imported, or failing (not tried again)
 
     def _flush(self) -> None:
         for stream in (sys.stdout, sys.stderr):  # nothing buffered may be written twice
@@ -286,6 +292,41 @@ class _ZygoteLoop:
         finally:
             os.close(write_fd)
 
+    def learn(self, names: list[str]) -> bool:
+        """Import the modules a request names (the executor sends those its function needs), so every
+        child forked from now on starts with them: a forked child re-imported numpy each time (~150 ms
+        on this machine; a process pool's worker imports it once). Only top-level names, at most
+        ``MAX_LEARNED``, each tried once; one that fails is left to the child, which reports it as its
+        own error. Whether anything new was imported (the spare then predates it). The zygote's loop waits
+        meanwhile: the running child's exit (or a stop) is handled once the import is done, which
+        happens once per module and container."""
+        import gc
+        import importlib
+
+        new = False
+        for name in names:
+            if len(self.tried) >= MAX_LEARNED or not isinstance(name, str) or not MODULE_NAME.match(name):
+                continue
+            if name in self.tried or name in sys.modules:
+                continue
+            self.tried.add(name)
+            try:
+                importlib.import_module(name)
+                new = True
+            except BaseException:  # noqa: BLE001 - any failure (even SystemExit) is the child's to meet
+                pass
+        if new:
+            self._flush()
+            gc.collect()
+            gc.freeze()
+        return new
+
+    def _drop_spare(self) -> None:
+        """Let the spare go (its pipe closed, it exits; reaped with the others)."""
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            os.close(spare[1])
+
     def spawn(self, request: dict[str, Any]) -> None:
         eid = str(request["id"])
         marker = self.slot.render(
@@ -300,6 +341,7 @@ class _ZygoteLoop:
             self.children[pid] = eid
             send_line(self.sock, {"op": "spawned", "id": eid, "pid": pid})
             self._hand_over(write_fd, request)
+            self._learn_from(request)
             return
         self._flush()
         try:
@@ -311,6 +353,14 @@ class _ZygoteLoop:
             _child(request, self.slot, marker, self.pid)
         self.children[pid] = eid
         send_line(self.sock, {"op": "spawned", "id": eid, "pid": pid})
+        self._learn_from(request)
+
+    def _learn_from(self, request: dict[str, Any]) -> None:
+        """After the answer (an import may take seconds; the service waits for "spawned" at most
+        ``SPAWN_TIMEOUT``): this child imports on its own, the next ones are forked with the modules."""
+        names = request.get("preload")
+        if self.may_learn and isinstance(names, list) and names and self.learn(names):
+            self._drop_spare()  # forked before the import
 
     def signal(self, eid: str, sig: int) -> None:
         """Signal a child's session (its pid is its process group after its setsid). Only the zygote can
@@ -416,7 +466,7 @@ def main(fd: int) -> int:
         importlib.import_module(name)
     gc.collect()
     gc.freeze()  # children's collections then leave the inherited objects (and their pages) alone
-    return _ZygoteLoop(sock, slot).run()
+    return _ZygoteLoop(sock, slot, may_learn=os.getpid() == 1).run()
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from server_ext.service.runtimes.zygote import (
     exit_code,
     fresh_start_differs,
 )
-from server_ext.service.runtimes.zygote_main import EnvironSlot
+from server_ext.service.runtimes.zygote_main import EnvironSlot, _ZygoteLoop
 
 FUNC_IMAGE = "abaco-nb/py3-func:latest"
 
@@ -315,3 +315,26 @@ def test_a_spare_forked_ahead_runs_the_next_execution_holds_nothing_and_ends_wit
     (spare,) = _children(zygote.pid)
     runtime.close()  # the zygote goes: its spare reads the end of its pipe and exits
     _wait_for(lambda: _gone(spare))
+
+
+def test_only_a_zygote_in_a_container_imports_what_a_request_names() -> None:
+    """A warm container's zygote (PID 1) imports the modules a spawn request names, once each, valid
+    top-level names only; on the host (the process runtime's zygote) a request never makes it import."""
+    import socket
+    import sys
+
+    a, b = socket.socketpair()
+    try:
+        slot = EnvironSlot(0, 0)
+        host = _ZygoteLoop(a, slot)  # may_learn defaults to False
+        host._learn_from({"preload": ["colorsys"]})
+        assert host.tried == set()
+        inside = _ZygoteLoop(a, slot, may_learn=True)
+        asked = ["wave", "no_such_module_anywhere", "os.path", "bad name", "wave"]
+        assert inside.learn(asked) is True
+        assert "wave" in sys.modules
+        assert inside.tried == {"wave", "no_such_module_anywhere"}  # dotted and odd names ignored
+        assert inside.learn(["wave", "no_such_module_anywhere"]) is False  # each tried once
+    finally:
+        a.close()
+        b.close()
