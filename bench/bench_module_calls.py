@@ -8,8 +8,9 @@ again (~150 ms here), where a process pool's worker or a dask worker imports it 
 ``blocking_call`` round trip of ``np.ones(n).sum()`` (median of ``--repeat``) and a 100-call map,
 after a warm-up call on each worker, with AbacoExecutor (``max_workers=2``) on ``--runtime docker``
 (warm containers: the zygote imports what the calls need) and ``--runtime process`` (the zygote on the
-host never imports what a message names: each execution imports numpy), ProcessPoolExecutor(2) and
-dask's LocalCluster (2 single-threaded workers). Prints a Markdown table with the ratios.
+host never imports what a message names: each execution imports numpy), ProcessPoolExecutor(2) with
+chunks (its best setting) and dask's LocalCluster (2 single-threaded workers), its map by default and
+batched (one task per chunk, its best). Prints a Markdown table with the ratios.
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import signal
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,26 +27,23 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_executor import docker_available, serve  # noqa: E402
+from bench_executor import chunks_of, docker_available, serve, timed  # noqa: E402
 
 
 def total(n: int) -> float:
     return float(np.ones(n).sum())
 
 
+def totals(ns: list[int]) -> list[float]:
+    return [total(n) for n in ns]
+
+
 def median_ms(call: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
+    return timed(call, repeat) * 1000
 
 
 def once_ms(call: Callable[[], Any]) -> float:
-    t0 = time.perf_counter()
-    call()
-    return (time.perf_counter() - t0) * 1000
+    return timed(call, 1) * 1000
 
 
 def bench_abaco(runtime: str, repeat: int) -> dict[str, float]:
@@ -75,11 +71,11 @@ def bench_pool(repeat: int) -> dict[str, float]:
         list(pool.map(total, [10] * 4))
         return {
             "rt": median_ms(lambda: pool.submit(total, 10).result(), repeat),
-            "map": once_ms(lambda: list(pool.map(total, [10] * 100, chunksize=50))),
+            "map": once_ms(lambda: list(pool.map(total, [10] * 100, chunksize=chunks_of(100)))),
         }
 
 
-def bench_dask(repeat: int) -> dict[str, float]:
+def bench_dask(repeat: int) -> dict[str, dict[str, float]]:
     from dask.distributed import Client, LocalCluster
 
     with (
@@ -87,9 +83,18 @@ def bench_dask(repeat: int) -> dict[str, float]:
         Client(cluster) as client,
     ):
         client.gather(client.map(total, [10] * 4, pure=False))
+        rt = median_ms(lambda: client.submit(total, 10, pure=False).result(), repeat)
+        size = chunks_of(100)
+        batches = [[10] * size for _ in range(0, 100, size)]  # one task per chunk, as our chunks
         return {
-            "rt": median_ms(lambda: client.submit(total, 10, pure=False).result(), repeat),
-            "map": once_ms(lambda: client.gather(client.map(total, [10] * 100, pure=False))),
+            "dask LocalCluster (2 workers)": {
+                "rt": rt,
+                "map": once_ms(lambda: client.gather(client.map(total, [10] * 100, pure=False))),
+            },
+            "dask, batched map": {
+                "rt": rt,
+                "map": once_ms(lambda: client.gather(client.map(totals, batches, pure=False))),
+            },
         }
 
 
@@ -102,7 +107,7 @@ def main() -> int:
         rows["AbacoExecutor (docker, warm containers)"] = bench_abaco("docker", args.repeat)
     rows["AbacoExecutor (process)"] = bench_abaco("process", args.repeat)
     rows["ProcessPoolExecutor(2)"] = bench_pool(args.repeat)
-    rows["dask LocalCluster (2 workers)"] = bench_dask(args.repeat)
+    rows.update(bench_dask(args.repeat))
     peers = [name for name in rows if not name.startswith("AbacoExecutor")]
     header = "".join(f" ÷ {p} (round trip / map) |" for p in peers)
     print(f"| system | round trip, numpy call (ms) | 100-call map (ms) |{header}")
