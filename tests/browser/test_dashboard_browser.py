@@ -30,24 +30,14 @@ import requests
 from nbformat.v4 import new_code_cell, new_notebook
 
 from abaco_nb.client import Client
+from tests.chromium import CHROMIUM, launch
 from tests.serve import Served, start_serve
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = REPO / "test-output"
 SCREENSHOTS = REPO / "docs" / "screenshots"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOKEN = "browser-test-token"
 
 
@@ -164,10 +154,6 @@ def write_notebook(path: Path, service: Served) -> None:
     nbformat.write(nb, path)
 
 
-def _launch(p: Any) -> Any:
-    return p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-
-
 def _shot(page_or_locator: Any, name: str) -> Path:
     OUTPUT.mkdir(exist_ok=True)
     path = OUTPUT / name
@@ -198,7 +184,7 @@ def test_notebook_in_light_and_dark_then_the_dashboard_page_in_jupyter(lab, serv
     url, root = lab
     write_notebook(root / "dashboard.ipynb", service)
     with playwright.sync_playwright() as p:
-        browser = _launch(p)
+        browser = launch(p)
         try:
             context = browser.new_context(viewport={"width": 1500, "height": 1300})
             page = context.new_page()
@@ -302,7 +288,7 @@ def test_standalone_dashboard_page_needs_the_service_token(service):
     if "browser-demo" not in [a.name for a in client.actors()]:
         client.wait_until_ready(client.register("abaco-nb/test", "browser-demo").id)
     with playwright.sync_playwright() as p:
-        browser = _launch(p)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000}, color_scheme="dark")
             page.goto(f"{service.url}/?token={service.token}")

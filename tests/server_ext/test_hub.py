@@ -21,21 +21,10 @@ from typing import Any
 import pytest
 import requests
 
+from tests.chromium import CHROMIUM, launch
 from tests.server_ext.hub_fixture import PASSWORD, Hub, start_hub
 from tests.server_ext.hub_kernel import execute, new_kernel, start_server
 from tests.server_ext.users_scenario import IMAGE, As, run_sharing_scenario
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +134,7 @@ def test_dashboard_signs_in_through_the_hub(hub: Hub, tmp_path: Path) -> None:
     alice = user(hub, "alice")
     hidden = alice.ok("POST", "/actors", json={"image": IMAGE, "name": "not-for-bob"})
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page()
             page.goto(f"{hub.service}/_abaco_nb/whoami")
